@@ -1,0 +1,83 @@
+"""``cpu`` kind: the model as a dense float torch forward on the host (the baseline every device is
+compared with). Latency is measured; energy is modelled from a declared power figure."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Any
+
+import nir
+import numpy as np
+
+from actors._common import arrays_to_layers, check_input, layers_to_arrays
+from fabric.compile import DEFAULT_HANDLERS, NEURON_HANDLERS, SYNAPSE_HANDLERS, lower, merge_handlers
+from fabric.energy import load_constants
+from fabric.records import FitReport, Program, RunResult, Telemetry
+from fabric.snn import simulate_layers
+
+__all__ = ["CpuRuntime"]
+
+HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS, NEURON_HANDLERS)
+
+
+class CpuRuntime:
+    kind = "cpu"
+
+    def __init__(self, device_id: str | None = None) -> None:
+        self.device_id = device_id or f"cpu:{platform.node()}:{os.getpid()}"
+        self.constants = load_constants("cpu")
+        self.program: Program | None = None
+        self._layers = None
+        self.runs = 0
+
+    def compile(self, graph: nir.NIRGraph, options: dict[str, Any] | None = None) -> Program:
+        ctx = lower(graph, self.kind, HANDLERS)
+        arrays, meta = layers_to_arrays(ctx.layers)
+        fit = FitReport(kind=self.kind, notes=ctx.notes + ["host memory is not a binding limit"])
+        nbytes = sum(a.size for k, a in arrays.items() if k.endswith((".weight", ".bias"))) * 4
+        fit.add("weights", nbytes / 1024, float("inf"), "KB")
+        return Program(kind=self.kind, arrays=arrays, fit=fit,
+                       meta={"layers": meta, "dt": ctx.dt, "n_in": ctx.layers[0].n_in,
+                             "n_out": ctx.layers[-1].n_out, "footprint_bytes": int(nbytes)})
+
+    def load(self, program: Program) -> None:
+        if program.kind != self.kind:
+            raise ValueError(f"program was compiled for {program.kind!r}, this runtime is {self.kind!r}")
+        self.program = program
+        self._layers = arrays_to_layers(program.arrays, program.meta["layers"])
+
+    def run(self, spikes: np.ndarray, *, record_raster: bool = False) -> RunResult:
+        if self.program is None:
+            raise RuntimeError("cpu: no program loaded; call load(program) first")
+        x = check_input(spikes, self.program.meta["n_in"], self.kind)
+        t0 = time.perf_counter()
+        raster, _, stats = simulate_layers(self._layers, x, self.program.meta["dt"])
+        host = time.perf_counter() - t0
+        self.runs += 1
+        power = self.constants.value("power_w")
+        tel = Telemetry(
+            kind=self.kind, emulated=False, samples=int(x.shape[0]), timesteps=int(x.shape[1]),
+            spikes_in=int(np.count_nonzero(x)), spikes_out=int(raster.sum()),
+            spikes_per_layer={k: int(v["spikes"]) for k, v in stats.items()},
+            synaptic_ops=sum(v["synaptic_ops"] for v in stats.values()),
+            neuron_updates=sum(v["neuron_updates"] for v in stats.values()),
+            host_latency_s=host, device_time_s=host, energy_j=power * host,
+            energy_breakdown_j={"static": power * host, "dynamic": 0.0, "total": power * host},
+            footprint_bytes=int(self.program.meta["footprint_bytes"]),
+            sources={"energy": f"modelled: measured host time x declared {power:g} W "
+                               f"({self.constants.constants['power_w'].source})",
+                     "latency": "measured host wall time"},
+        )
+        return RunResult(counts=raster.sum(axis=1), telemetry=tel, raster=raster if record_raster else None)
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "kind": self.kind, "device_id": self.device_id, "loaded": self.program is not None,
+                "runs": self.runs}
+
+    def info(self) -> dict[str, Any]:
+        return {"kind": self.kind, "mode": "hardware", "emulated": False, "device_id": self.device_id,
+                "description": self.constants.name, "limits": {},
+                "energy_model": "modelled: measured time x declared power",
+                "constants": self.constants.sources()}
