@@ -12,7 +12,13 @@ import nir
 import numpy as np
 
 from actors._common import arrays_to_layers, check_input, layers_to_arrays
-from fabric.compile import DEFAULT_HANDLERS, NEURON_HANDLERS, SYNAPSE_HANDLERS, lower, merge_handlers
+from fabric.compile import (
+    DEFAULT_HANDLERS,
+    NEURON_HANDLERS,
+    SYNAPSE_HANDLERS,
+    lower,
+    merge_handlers,
+)
 from fabric.energy import load_constants
 from fabric.records import FitReport, Program, RunResult, Telemetry
 from fabric.snn import simulate_layers
