@@ -9,8 +9,6 @@ transparently and a retried task is correct.
 
 from __future__ import annotations
 
-import hashlib
-import threading
 import time
 from typing import Any
 
@@ -76,10 +74,6 @@ def remote_runtime_class():
     return _REMOTE
 
 
-def program_hash(program: Program) -> str:
-    return hashlib.sha256(program.to_bytes()).hexdigest()
-
-
 class DevicePool:
     """``size`` named actors of one kind; ``run`` spreads batches over idle actors and queues the rest.
 
@@ -105,15 +99,17 @@ class DevicePool:
                         **actor_options(kind, max_restarts)).remote(kind, f"{kind}-emu-{i}")
             for i in range(size)
         ]
-        self._lock = threading.Lock()
+        self._refs: dict[str, ray.ObjectRef] = {}  # program digest -> object ref (put once)
         self.queued = 0
         self.in_flight = 0
 
     def run(self, program: Program, batches: list[np.ndarray], record_raster: bool = False,
             progress: Any | None = None) -> list[RunResult]:
         """Run every batch (in order of the returned list) on the pool's actors."""
-        pref = ray.put(program)
-        phash = program_hash(program)
+        phash = program.digest
+        pref = self._refs.get(phash)
+        if pref is None:
+            pref = self._refs[phash] = ray.put(program)
         results: list[RunResult | None] = [None] * len(batches)
         idle = list(self.actors)
         pending: dict[ray.ObjectRef, tuple[int, Any]] = {}

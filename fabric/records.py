@@ -5,9 +5,11 @@ Keyword-only dataclasses with ``to_dict``/``from_dict`` so that what is stored r
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -93,6 +95,11 @@ class Program:
     arrays: dict[str, np.ndarray]
     meta: dict[str, Any]
     fit: FitReport
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of :meth:`to_bytes`: the program's content address (computed once)."""
+        return hashlib.sha256(self.to_bytes()).hexdigest()
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
