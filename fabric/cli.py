@@ -90,7 +90,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     except SpecError as exc:
         return _fail(str(exc), 2)
     from fabric.connect import connect
-    from fabric.pipeline import format_kpi_table, run_pipeline
+    from fabric.pipeline import format_kpi_table, format_neurobench, run_pipeline
     from fabric.registry import Registry
 
     reg = Registry(a.store)
@@ -107,6 +107,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         reused = sum(o.cached for o in summary.stages)
         print(f"{reused}/{len(summary.stages)} stages reused from the store\n")
         print(format_kpi_table(summary.kpis))
+        print(format_neurobench(summary.neurobench))
         print(f"\nreport artifact {summary.report_id}  ({'ALL KPI GATES PASS' if summary.passed else 'KPI GATES FAILED'})"
               f"  job time {summary.seconds:.1f}s")
     return 0 if summary.passed else 3

@@ -30,10 +30,10 @@ from fabric.snn import LifMLP, export_nir
 from fabric.spec import Spec
 from fabric.train import train_model
 
-__all__ = ["run_pipeline", "RunSummary", "StageOutcome", "KPIRow", "format_kpi_table", "nir_to_bytes", "nir_from_bytes"]
+__all__ = ["run_pipeline", "RunSummary", "format_neurobench", "StageOutcome", "KPIRow", "format_kpi_table", "nir_to_bytes", "nir_from_bytes"]
 
 # bump a stage's version when its code changes meaning, so stale cache entries are not reused
-STAGE_VERSIONS = {"data": 1, "encode": 1, "train": 1, "export": 1, "compile": 1, "evaluate": 1}
+STAGE_VERSIONS = {"data": 1, "encode": 1, "train": 1, "neurobench": 1, "export": 1, "compile": 1, "evaluate": 1}
 LATENCY_PROBE = 32  # samples run one at a time for the latency distribution
 
 
@@ -77,6 +77,7 @@ class RunSummary:
     kpis: list[KPIRow]
     report_id: str
     seconds: float
+    neurobench: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -201,12 +202,26 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
 
     model_rec = R.stage("train", [enc_rec.id, spec.model.model_dump(), spec.train.model_dump(), spec.seed], build_model)
 
-    # 4. export to NIR (validated by reading it back with nir's type checks)
-    def build_nir() -> ArtifactRecord:
+    def load_model() -> LifMLP:
         ck = torch.load(io.BytesIO(registry.get(model_rec.id)), weights_only=True)
         m = LifMLP(ck["n_in"], ck["hidden"], ck["n_out"], ck["beta"], ck["threshold"])
         m.load_state_dict(ck["state_dict"])
-        graph = export_nir(m, metadata={"timesteps": spec.encoder.timesteps, "model_artifact": model_rec.id})
+        return m.eval()
+
+    # 4. NeuroBench static + workload metrics of the trained model on the test split
+    def build_neurobench() -> ArtifactRecord:
+        from fabric.evaluate import neurobench_metrics
+
+        res = neurobench_metrics(load_model(), spikes[test_mask], labels[test_mask], spec.eval_batch_size)
+        return registry.put_json(res, kind="report", name=f"{spec.name}/neurobench", parents=[model_rec.id, enc_rec.id],
+                                 spec_hash=sh, seeds=seeds, extra={"metrics": sorted(res)})
+
+    nb_rec = R.stage("neurobench", [model_rec.id, enc_rec.id], build_neurobench)
+    nb = registry.get_json(nb_rec.id)
+
+    # 4. export to NIR (validated by reading it back with nir's type checks)
+    def build_nir() -> ArtifactRecord:
+        graph = export_nir(load_model(), metadata={"timesteps": spec.encoder.timesteps, "model_artifact": model_rec.id})
         data = nir_to_bytes(graph)
         nir_from_bytes(data)  # must pass nir.read + type inference
         return registry.put(data, kind="nir", name=f"{spec.name}.nir", parents=[model_rec.id], spec_hash=sh, seeds=seeds,
@@ -236,12 +251,13 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
     for row in rows:
         row.gates = _gates(spec, row)
     report = {"spec": spec.to_dict(), "spec_hash": sh, "kpis": [asdict(r) | {"passed": r.passed} for r in rows],
-              "stages": [asdict(o) for o in R.outcomes], "table": format_kpi_table(rows)}
+              "stages": [asdict(o) for o in R.outcomes], "neurobench": nb,
+              "table": format_kpi_table(rows) + "\n" + format_neurobench(nb)}
     parents = sorted({o.artifact for o in R.outcomes})
     rep = registry.put_json(report, kind="report", name=f"{spec.name}/kpi-report", parents=parents, spec_hash=sh, seeds=seeds,
                             extra={"passed": all(r.passed for r in rows), "targets": spec.targets})
     return RunSummary(spec_name=spec.name, spec_hash=sh, store=registry.url, stages=R.outcomes, kpis=rows,
-                      report_id=rep.id, seconds=time.perf_counter() - t_start)
+                      report_id=rep.id, seconds=time.perf_counter() - t_start, neurobench=nb)
 
 
 def _compile(registry: Registry, pool: Any, graph: nir.NIRGraph, kind: str, nir_id: str, sh: str) -> ArtifactRecord:
@@ -289,6 +305,17 @@ def _gates(spec: Spec, row: KPIRow) -> dict[str, bool]:
         "footprint": (k.max_footprint_kb, row.footprint_kb, lambda lim, v: v <= lim),
     }
     return {name: bool(ok(lim, v)) for name, (lim, v, ok) in checks.items() if lim is not None and v is not None}
+
+
+def format_neurobench(nb: dict[str, Any]) -> str:
+    """One line per NeuroBench metric of the trained (float) model, per test sample."""
+    out = ["NeuroBench (trained model, float, test split, per sample):"]
+    for k, v in nb.items():
+        if isinstance(v, dict):
+            out.append(f"  {k}: " + ", ".join(f"{a}={b:.1f}" for a, b in v.items()))
+        else:
+            out.append(f"  {k}: {v:.4g}")
+    return "\n".join(out)
 
 
 def _f(v: float | None, fmt: str) -> str:

@@ -18,7 +18,7 @@ from tests.integration.conftest import RAY
 def test_pipeline_runs_on_device_actors_and_reuses_cache(ray_session, tiny_spec, store_dir):
     reg = Registry(store_dir)
     s1 = run_pipeline(tiny_spec, reg, progress=False, log=lambda s: None)
-    assert [o.stage for o in s1.stages] == ["data", "encode", "train", "export", "compile[cpu]", "evaluate[cpu]"]
+    assert [o.stage for o in s1.stages] == ["data", "encode", "train", "neurobench", "export", "compile[cpu]", "evaluate[cpu]"]
     assert not any(o.cached for o in s1.stages)
     row = s1.kpis[0]
     assert row.kind == "cpu" and row.status == "ok"
