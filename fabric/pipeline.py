@@ -28,7 +28,7 @@ from fabric.records import FitError, Program
 from fabric.registry import ArtifactRecord, Registry
 from fabric.snn import LifMLP, export_nir
 from fabric.spec import Spec
-from fabric.train import train_model
+from fabric.train import train_model, train_on_cluster
 
 __all__ = ["run_pipeline", "RunSummary", "format_neurobench", "StageOutcome", "KPIRow", "format_kpi_table", "nir_to_bytes", "nir_from_bytes"]
 
@@ -189,7 +189,10 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
 
     # 3. train
     def build_model() -> ArtifactRecord:
-        res = train_model(spec, spikes[train_mask], labels[train_mask], n_out, progress=progress)
+        import ray
+
+        trainer = train_on_cluster if ray.is_initialized() else train_model
+        res = trainer(spec, spikes[train_mask], labels[train_mask], n_out, progress=progress)
         buf = io.BytesIO()
         torch.save({"state_dict": res.model.state_dict(), "n_in": spikes.shape[2], "n_out": n_out,
                     "hidden": list(spec.model.hidden), "beta": spec.model.beta, "threshold": spec.model.threshold}, buf)
