@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--json", action="store_true")
         _store_arg(q)
 
+    q = rs.add_parser("cat", help="write an artifact's verified bytes to a file or stdout")
+    q.add_argument("id", metavar="ID")
+    q.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    _store_arg(q)
+
     p = sub.add_parser("compile", help="compile a NIR graph for a device kind",
                        description="Compile GRAPH.nir for --kind; prints the fit report. Exit 2 when it does not fit.")
     p.add_argument("graph", metavar="GRAPH.nir")
@@ -179,6 +184,15 @@ def cmd_registry(a: argparse.Namespace) -> int:
             res = reg.verify(a.id)
             print(json.dumps(res) if a.json else f"{res['id'][:12]} {res['kind']}: {'OK' if res['ok'] else 'FAILED'} ({res['reason']})")
             return 0 if res["ok"] else 4
+        if a.rcmd == "cat":
+            data = reg.get(a.id)
+            if a.out:
+                with open(a.out, "wb") as f:
+                    f.write(data)
+                print(f"wrote {len(data)} bytes to {a.out}")
+            else:
+                sys.stdout.buffer.write(data)
+            return 0
         if a.rcmd == "lineage":
             tree = reg.lineage(a.id)
             if a.json:

@@ -259,6 +259,13 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
     parents = sorted({o.artifact for o in R.outcomes})
     rep = registry.put_json(report, kind="report", name=f"{spec.name}/kpi-report", parents=parents, spec_hash=sh, seeds=seeds,
                             extra={"passed": all(r.passed for r in rows), "targets": spec.targets})
+    from fabric.report import render_kpi_png, render_markdown
+
+    png = registry.put(render_kpi_png(report["kpis"], spec.name), kind="report", name=f"{spec.name}/kpis.png",
+                       parents=[rep.id], spec_hash=sh, extra={"format": "png"})
+    md = registry.put(render_markdown(report, png.id).encode(), kind="report", name=f"{spec.name}/report.md",
+                      parents=[rep.id, png.id], spec_hash=sh, extra={"format": "markdown"})
+    log(f"[report] markdown {md.id[:12]}, plot {png.id[:12]} (fabric registry cat ID --out FILE)")
     return RunSummary(spec_name=spec.name, spec_hash=sh, store=registry.url, stages=R.outcomes, kpis=rows,
                       report_id=rep.id, seconds=time.perf_counter() - t_start, neurobench=nb)
 
