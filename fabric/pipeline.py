@@ -33,7 +33,7 @@ from fabric.train import train_model, train_on_cluster
 __all__ = ["run_pipeline", "RunSummary", "format_neurobench", "StageOutcome", "KPIRow", "format_kpi_table", "nir_to_bytes", "nir_from_bytes"]
 
 # bump a stage's version when its code changes meaning, so stale cache entries are not reused
-STAGE_VERSIONS = {"data": 1, "encode": 1, "train": 1, "neurobench": 1, "export": 1, "compile": 1, "evaluate": 1}
+STAGE_VERSIONS = {"data": 1, "encode": 1, "train": 1, "neurobench": 1, "export": 1, "compile": 1, "evaluate": 2}
 LATENCY_PROBE = 32  # samples run one at a time for the latency distribution
 
 
@@ -59,6 +59,8 @@ class KPIRow:
     spikes_per_inference: float | None = None
     synops_per_inference: float | None = None
     footprint_kb: float | None = None
+    early_exit_accuracy: float | None = None  # Top-K cutoff (spec.early_exit) on the device's raster
+    early_exit_steps_saved: float | None = None  # fraction of timesteps not simulated
     gates: dict[str, bool] = field(default_factory=dict)
     reason: str = ""
     sources: dict[str, str] = field(default_factory=dict)
@@ -245,7 +247,7 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
             rows.append(KPIRow(kind=kind, status="does not fit", reason=str(exc)))
             continue
         program = Program.from_bytes(registry.get(prog_rec.id))
-        ev_rec = R.stage(f"evaluate[{kind}]", [prog_rec.id, enc_rec.id],
+        ev_rec = R.stage(f"evaluate[{kind}]", [prog_rec.id, enc_rec.id, spec.early_exit.model_dump()],
                          lambda pool=pool, program=program, prog_rec=prog_rec, kind=kind: _evaluate(
                              registry, pool, program, prog_rec.id, enc_rec.id, kind, spikes[test_mask],
                              labels[test_mask], spec, progress))
@@ -284,9 +286,12 @@ def _evaluate(registry: Registry, pool: Any, program: Program, prog_id: str, enc
     batches = [x[i:i + bs] for i in range(0, len(x), bs)]
     probe = [x[i:i + 1] for i in range(min(LATENCY_PROBE, len(x)))]
     with tqdm(total=len(batches) + len(probe), desc=f"evaluate {kind}", unit="batch", disable=not progress, leave=False) as bar:
-        results = pool.run(program, batches, progress=bar)
+        results = pool.run(program, batches, record_raster=True, progress=bar)
         singles = pool.run(program, probe, progress=bar)
+    from fabric.early_exit import topk_cutoff
+
     preds = np.concatenate([r.predictions for r in results])
+    ee = topk_cutoff(np.concatenate([r.raster for r in results]), k=spec.early_exit.k, patience=spec.early_exit.patience)
     tel = [r.telemetry for r in results]
     n = len(x)
     dev_ms = [r.telemetry.device_time_s * 1e3 for r in singles]
@@ -298,6 +303,7 @@ def _evaluate(registry: Registry, pool: Any, program: Program, prog_id: str, enc
         host_p50_ms=_percentile(host_ms, 50), energy_mj=sum(t.energy_j for t in tel) / n * 1e3,
         spikes_per_inference=spikes_total / n, synops_per_inference=sum(t.synaptic_ops for t in tel) / n,
         footprint_kb=tel[0].footprint_bytes / 1024, sources=dict(tel[0].sources),
+        early_exit_accuracy=float((ee.predictions == y).mean()), early_exit_steps_saved=ee.saved_fraction,
     )
     return registry.put_json(asdict(row), kind="report", name=f"{kind}-evaluation", parents=[prog_id, enc_id],
                              spec_hash=spec.hash, device_id=kind, extra={"kind": kind, "test_samples": n})
@@ -346,6 +352,10 @@ def format_kpi_table(rows: list[KPIRow]) -> str:
             f"{_f(r.latency_p50_ms, '.4f'):>12}{_f(r.latency_p99_ms, '.4f'):>12}{_f(r.host_p50_ms, '.3f'):>12}"
             f"{_f(r.energy_mj, '.5f'):>12}{_f(r.spikes_per_inference, '.1f'):>11}{_f(r.synops_per_inference, '.0f'):>12}"
             f"{_f(r.footprint_kb, '.1f'):>9}  {gates}")
+    for r in rows:
+        if r.early_exit_accuracy is not None:
+            lines.append(f"early exit ({r.kind}, Top-K cutoff): {r.early_exit_steps_saved:.0%} of timesteps "
+                         f"saved, accuracy {r.accuracy:.3f} -> {r.early_exit_accuracy:.3f}")
     lines.append("latency = device time per inference (modelled for emulated kinds, measured for cpu); "
                  "energy is modelled for every kind.")
     for r in rows:

@@ -23,6 +23,7 @@ __all__ = [
     "TrainSpec",
     "BudgetSpec",
     "KPISpec",
+    "EarlyExitSpec",
     "load_spec",
     "parse_spec",
 ]
@@ -115,6 +116,13 @@ class KPISpec(_Strict):
     max_footprint_kb: float | None = Field(None, gt=0)
 
 
+class EarlyExitSpec(_Strict):
+    """Top-K cutoff inference (shared/seeds/004): stop once the top-k classes are stable."""
+
+    k: int = Field(1, ge=1)
+    patience: int = Field(5, ge=1)
+
+
 class Spec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     dataset: DatasetSpec
@@ -124,6 +132,7 @@ class Spec(_Strict):
     targets: list[str] = Field(default_factory=lambda: ["cpu"], min_length=1)
     budgets: BudgetSpec = Field(default_factory=BudgetSpec)
     kpis: KPISpec = Field(default_factory=KPISpec)
+    early_exit: EarlyExitSpec = Field(default_factory=EarlyExitSpec)
     seed: int = Field(0, ge=0)
     eval_batch_size: int = Field(128, gt=0)
     search_space: dict[str, Any] = Field(default_factory=dict)
