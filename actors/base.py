@@ -42,6 +42,11 @@ class DeviceRuntime(Protocol):
 # kind -> "module:Class". Strings keep `fabric devices` from importing every runtime's dependencies.
 RUNTIMES: dict[str, str] = {
     "cpu": "actors.cpu:CpuRuntime",
+    "loihi": "actors.loihi:LoihiRuntime",
+    "akida": "actors.akida:AkidaRuntime",
+    "spinnaker": "actors.spinnaker:SpinnakerRuntime",
+    "fpga": "actors.fpga:FpgaRuntime",
+    "dynapse": "actors.dynapse:DynapseRuntime",
 }
 
 # The device resources the embedded fabric advertises by default (design.md, "Execution").

@@ -1,0 +1,212 @@
+"""Shared skeleton of the emulated device runtimes (akida, spinnaker, fpga, dynapse).
+
+Why: every emulated kind needs the same outer behaviour — option checking, the ``fallback="hybrid"``
+partition onto the ``cpu`` kind (000 paper §III.6), telemetry assembly with modelled figures labelled
+and their constants' sources attached, ``health``/``info``. A kind only writes its device model:
+``_compile_device`` (lower, quantize, fit-check), ``_load_device`` and ``_run_device``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import nir
+import numpy as np
+
+from actors._common import check_input
+from fabric.compile import Handler, UnsupportedNodeError
+from fabric.energy import DeviceConstants, load_constants
+from fabric.fallback import FALLBACK_MODES, split_for_fallback
+from fabric.records import FitError, FitReport, Program, RunResult, Telemetry
+
+__all__ = ["DeviceRun", "EmulatedRuntime", "raise_if_unfit", "rate_to_raster"]
+
+
+@dataclass(kw_only=True)
+class DeviceRun:
+    """What a kind's device model returns for one batch, before telemetry assembly."""
+
+    counts: np.ndarray  # [B, n_out] readout scores (spike counts unless the kind says otherwise)
+    host_raster: np.ndarray  # [B, T, n_out] output spikes on the input's time base (fallback input)
+    raster: np.ndarray | None  # [B, T', n_out] output spikes on the device's time base, if it has one
+    layer_stats: dict[str, dict[str, float]]
+    device_time_s: float
+    energy: dict[str, float]  # fabric.energy.modelled_energy terms (static and dynamic apart)
+    spikes_out: int
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def raise_if_unfit(fit: FitReport) -> None:
+    """The contract: a program that does not fit is never returned; the error names the limit."""
+    if not fit.ok:
+        raise FitError(fit)
+
+
+def rate_to_raster(counts: np.ndarray, steps: int) -> np.ndarray:
+    """Spread per-sample counts ``[B, n]`` (0..steps) evenly over ``steps`` as a binary raster.
+
+    Used to hand a frame-based kind's output to a spiking fallback tail (deterministic rate code).
+    """
+    c = np.clip(np.asarray(counts, dtype=np.float64), 0, steps)
+    t = np.arange(1, steps + 1, dtype=np.float64)[None, :, None]
+    return (np.floor(t * c[:, None, :] / steps) - np.floor((t - 1) * c[:, None, :] / steps) > 0).astype(np.float32)
+
+
+class EmulatedRuntime:
+    """Base of the emulated kinds. Subclasses set the class attributes and the three device hooks."""
+
+    kind: ClassVar[str] = ""
+    handlers: ClassVar[Mapping[type, Handler]] = {}
+    options_doc: ClassVar[dict[str, str]] = {}
+    emulation: ClassVar[str] = ""
+
+    def __init__(self, device_id: str | None = None) -> None:
+        self.device_id = device_id or f"{self.kind}-emulated:{platform.node()}:{os.getpid()}"
+        self.constants: DeviceConstants = load_constants(self.kind)
+        self.program: Program | None = None
+        self.runs = 0
+        self._fallback: Any = None
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def _compile_device(self, graph: nir.NIRGraph, options: dict[str, Any]) -> Program:
+        raise NotImplementedError
+
+    def _load_device(self, program: Program) -> None:
+        raise NotImplementedError
+
+    def _run_device(self, x: np.ndarray) -> DeviceRun:
+        raise NotImplementedError
+
+    # -- protocol ------------------------------------------------------------------------------
+    def compile(self, graph: nir.NIRGraph, options: dict[str, Any] | None = None) -> Program:
+        """Lower, quantize and fit-check ``graph``; ``fallback="hybrid"`` offloads an unsupported tail."""
+        opts = dict(options or {})
+        valid = {"fallback", *self.options_doc}
+        unknown = sorted(set(opts) - valid)
+        if unknown:
+            raise ValueError(f"{self.kind}: unknown compile option(s) {unknown}; valid options: {sorted(valid)}")
+        fallback = opts.pop("fallback", None)
+        if fallback not in FALLBACK_MODES:
+            raise ValueError(f"{self.kind}: fallback must be one of {FALLBACK_MODES}, got {fallback!r}")
+        try:
+            return self._compile_device(graph, opts)
+        except UnsupportedNodeError as err:
+            if fallback != "hybrid":
+                raise
+            return self._compile_hybrid(graph, opts, err)
+
+    def _compile_hybrid(self, graph: nir.NIRGraph, opts: dict[str, Any], err: UnsupportedNodeError) -> Program:
+        from actors.cpu import CpuRuntime  # the fallback kind; imported only when a tail needs it
+
+        part = split_for_fallback(graph, set(self.handlers), self.kind)
+        if part.tail is None:  # the error came from a node this kind's splitter considers supported
+            raise err
+        prog = self._compile_device(part.head, {**opts, "_hybrid_head": True})
+        cpu_prog = CpuRuntime().compile(part.tail)
+        prog.arrays["fallback.cpu_program"] = np.frombuffer(cpu_prog.to_bytes(), dtype=np.uint8).copy()
+        prog.meta["fallback"] = {"kind": "cpu", "cut_node": part.cut_node, "tail_nodes": part.tail_nodes,
+                                 "unsupported": part.unsupported, "device_n_out": prog.meta["n_out"]}
+        prog.meta["n_out"] = cpu_prog.meta["n_out"]
+        prog.meta["footprint_bytes"] = int(prog.meta["footprint_bytes"]) + int(cpu_prog.meta["footprint_bytes"])
+        for item in cpu_prog.fit.items:
+            prog.fit.add(item.name, item.used, item.limit, item.unit, scope=f"fallback:cpu/{item.scope}")
+        types = sorted({type(graph.nodes[k]).__name__ for k in part.unsupported})
+        prog.fit.notes.append(
+            f"hybrid fallback: {types} not supported by {self.kind!r}; nodes {part.tail_nodes} (from "
+            f"{part.cut_node!r} on) run on kind 'cpu' (host float forward); device output spikes are handed "
+            f"to the host each timestep; host transfer time is not modelled"
+        )
+        return prog
+
+    def load(self, program: Program) -> None:
+        if program.kind != self.kind:
+            raise ValueError(f"program was compiled for {program.kind!r}, this runtime is {self.kind!r}")
+        self._load_device(program)
+        self._fallback = None
+        if "fallback" in program.meta:
+            from actors.cpu import CpuRuntime
+
+            self._fallback = CpuRuntime(device_id=f"{self.device_id}/fallback-cpu")
+            self._fallback.load(Program.from_bytes(program.arrays["fallback.cpu_program"].tobytes()))
+        self.program = program
+
+    def run(self, spikes: np.ndarray, *, record_raster: bool = False) -> RunResult:
+        if self.program is None:
+            raise RuntimeError(f"{self.kind}: no program loaded; call load(program) first")
+        x = check_input(spikes, int(self.program.meta["n_in"]), self.kind)
+        t0 = time.perf_counter()
+        dev = self._run_device(x)
+        host = time.perf_counter() - t0
+        self.runs += 1
+        c = self.constants
+        sources = {
+            "emulation": f"emulated {c.name}: {self.emulation}",
+            "energy": "modelled: " + dev.sources.pop("energy", "per-event costs x counted events + static power x device time"),
+            "device_time": "modelled: " + dev.sources.pop("device_time", "see the kind's timing model"),
+            "latency": "host_latency_s is measured wall time of the emulator on this host",
+            "constants": f"fabric/devices/{self.kind}.yaml",
+            **dev.sources,
+            **{f"const.{k}": v for k, v in c.sources().items()},
+        }
+        tel = Telemetry(
+            kind=self.kind, emulated=True, samples=int(x.shape[0]), timesteps=int(x.shape[1]),
+            spikes_in=int(np.count_nonzero(x)), spikes_out=int(dev.spikes_out),
+            spikes_per_layer={k: int(v["spikes"]) for k, v in dev.layer_stats.items()},
+            synaptic_ops=float(sum(v["synaptic_ops"] for v in dev.layer_stats.values())),
+            neuron_updates=float(sum(v["neuron_updates"] for v in dev.layer_stats.values())),
+            host_latency_s=host, device_time_s=float(dev.device_time_s), energy_j=float(dev.energy["total"]),
+            footprint_bytes=int(self.program.meta["footprint_bytes"]),
+            energy_breakdown_j={k: float(v) for k, v in dev.energy.items()}, sources=sources,
+        )
+        counts, raster = dev.counts, dev.raster
+        if self._fallback is not None:
+            res = self._fallback.run(dev.host_raster, record_raster=record_raster)
+            counts, raster = res.counts, res.raster
+            tel = _merge_fallback(tel, res.telemetry)
+            tel.host_latency_s = time.perf_counter() - t0
+        return RunResult(counts=counts, telemetry=tel, raster=raster if record_raster else None)
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "kind": self.kind, "emulated": True, "device_id": self.device_id,
+                "loaded": self.program is not None, "runs": self.runs,
+                "fallback": None if self.program is None else self.program.meta.get("fallback", {}).get("kind")}
+
+    def info(self) -> dict[str, Any]:
+        c = self.constants
+        return {
+            "kind": self.kind, "mode": "emulated", "emulated": True, "device_id": self.device_id,
+            "description": c.name, "emulation": self.emulation, "limits": c.limits,
+            "energy_model": "modelled: E = synaptic events x E_syn + neuron updates x E_neuron + spikes x "
+                            "E_spike (dynamic) + P_static x device time (static); see constants",
+            "constants": c.sources(), "constants_detail": c.to_dict()["constants"],
+            "node_types": sorted(t.__name__ for t in self.handlers),
+            "options": {"fallback": "None|'hybrid': run the graph from the first unsupported node on on "
+                                    "kind 'cpu' (000 §III.6)", **self.options_doc},
+        }
+
+
+def _merge_fallback(dev: Telemetry, cpu: Telemetry) -> Telemetry:
+    """Device part + host tail in one record; the host part keeps its own (measured-time) energy."""
+    brk = dict(dev.energy_breakdown_j)
+    cb = cpu.energy_breakdown_j
+    brk["fallback_cpu"] = float(cb.get("total", cpu.energy_j))
+    brk["static"] = brk.get("static", 0.0) + float(cb.get("static", 0.0))
+    brk["dynamic"] = brk.get("dynamic", 0.0) + float(cb.get("dynamic", 0.0))
+    brk["total"] = brk["static"] + brk["dynamic"]
+    layers = dict(dev.spikes_per_layer)
+    layers.update({f"cpu:{k}": v for k, v in cpu.spikes_per_layer.items()})
+    sources = dict(dev.sources)
+    sources["fallback"] = ("tail layers ran on kind 'cpu' (hybrid partition); its time is measured host time "
+                           "added to device time, its energy " + cpu.sources.get("energy", "modelled"))
+    return Telemetry(
+        kind=dev.kind, emulated=True, samples=dev.samples, timesteps=dev.timesteps, spikes_in=dev.spikes_in,
+        spikes_out=cpu.spikes_out, spikes_per_layer=layers, synaptic_ops=dev.synaptic_ops + cpu.synaptic_ops,
+        neuron_updates=dev.neuron_updates + cpu.neuron_updates, host_latency_s=dev.host_latency_s,
+        device_time_s=dev.device_time_s + cpu.device_time_s, energy_j=brk["total"],
+        footprint_bytes=dev.footprint_bytes, energy_breakdown_j=brk, sources=sources,
+    )
