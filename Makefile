@@ -39,7 +39,9 @@ $(LAVA_VENV)/.ready: toolchains/lava/requirements.lock
 demo: setup  ## set up, then run the main job on examples/digits.yaml (SPEC=... to change)
 	@start=$$(date +%s); \
 	$(VENV)/bin/fabric run $(SPEC); rc=$$?; \
-	echo "[demo] job wall time $$(( $$(date +%s) - start ))s"; exit $$rc
+	echo "[demo] job wall time $$(( $$(date +%s) - start ))s"; \
+	if [ $$rc -eq 3 ]; then echo "[demo] the job ran; some KPI gates failed (see the table): that is a result, not an error"; rc=0; fi; \
+	exit $$rc
 
 test: setup  ## set up, then run unit + integration tests
 	$(PY) -m ruff check .

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -57,7 +58,7 @@ def rate_to_raster(counts: np.ndarray, steps: int) -> np.ndarray:
     return (np.floor(t * c[:, None, :] / steps) - np.floor((t - 1) * c[:, None, :] / steps) > 0).astype(np.float32)
 
 
-class EmulatedRuntime:
+class EmulatedRuntime(ABC):
     """Base of the emulated kinds. Subclasses set the class attributes and the three device hooks."""
 
     kind: ClassVar[str] = ""
@@ -73,14 +74,17 @@ class EmulatedRuntime:
         self._fallback: Any = None
 
     # -- hooks ---------------------------------------------------------------------------------
+    @abstractmethod
     def _compile_device(self, graph: nir.NIRGraph, options: dict[str, Any]) -> Program:
-        raise NotImplementedError
+        """Lower, quantize and fit-check; raise UnsupportedNodeError / FitError naming the problem."""
 
+    @abstractmethod
     def _load_device(self, program: Program) -> None:
-        raise NotImplementedError
+        """Prepare the loaded program's arrays for :meth:`_run_device`."""
 
+    @abstractmethod
     def _run_device(self, x: np.ndarray) -> DeviceRun:
-        raise NotImplementedError
+        """Run a validated batch ``[B, T, n_in]`` on the device model."""
 
     # -- protocol ------------------------------------------------------------------------------
     def compile(self, graph: nir.NIRGraph, options: dict[str, Any] | None = None) -> Program:

@@ -165,6 +165,7 @@ class AkidaRuntime(EmulatedRuntime):
     def _options(self, options: dict[str, Any], first_is_conv: bool) -> dict[str, Any]:
         o = {"weight_bits": 4, "act_bits": 4, "npus": int(self.constants.limits["npus"]), "readout": "potential"}
         o.update({k: v for k, v in options.items() if not k.startswith("_")})
+        o["npus"] = int(o["npus"])
         o.setdefault("input_weight_bits", 8 if first_is_conv else o["weight_bits"])
         o.setdefault("input_bits", 8 if first_is_conv else 4)
         for k in ("weight_bits", "input_weight_bits", "act_bits", "input_bits"):

@@ -31,7 +31,14 @@ import nir
 import numpy as np
 
 from actors._emulated import DeviceRun, EmulatedRuntime, raise_if_unfit
-from fabric.compile import DEFAULT_HANDLERS, NEURON_HANDLERS, SYNAPSE_HANDLERS, Handler, Layer, merge_handlers
+from fabric.compile import (
+    DEFAULT_HANDLERS,
+    NEURON_HANDLERS,
+    SYNAPSE_HANDLERS,
+    Handler,
+    Layer,
+    merge_handlers,
+)
 from fabric.dpi import DpiLayer, Physics, apply_mismatch, calibrate_layer, simulate_dpi
 from fabric.energy import modelled_energy
 from fabric.records import FitReport, Program

@@ -40,7 +40,14 @@ import nir
 import numpy as np
 
 from actors._emulated import DeviceRun, EmulatedRuntime, raise_if_unfit
-from fabric.compile import DEFAULT_HANDLERS, NEURON_HANDLERS, SYNAPSE_HANDLERS, Handler, Layer, merge_handlers
+from fabric.compile import (
+    DEFAULT_HANDLERS,
+    NEURON_HANDLERS,
+    SYNAPSE_HANDLERS,
+    Handler,
+    Layer,
+    merge_handlers,
+)
 from fabric.energy import modelled_energy
 from fabric.records import FitReport, Program
 from fabric.recurrent import LI_HANDLERS, lower_recurrent
@@ -208,6 +215,8 @@ class FpgaRuntime(EmulatedRuntime):
             fit.notes.append(f"biases mapped onto an always-on input ({int(need_in_bias)}) and an always-on hidden "
                              f"neuron ({int(need_out_bias)}), +{extra} hidden slot(s)")
         fit.notes.append("on-chip e-prop learning is not modelled (inference only)")
+        if abs(dt - c.value("tick_s")) > 1e-12:
+            fit.notes.append(f"graph dt = {dt:g} s: one model step per tick of {c.value('tick_s'):g} s")
         raise_if_unfit(fit)
         arrays.update({"w_in": w_in_full.astype(np.int8), "w_out": w_out_full.astype(np.int8),
                        "thr_h": thr_full, "alpha": alpha_full, "thr_o": thr_o, "kappa": kappa,
@@ -237,7 +246,7 @@ class FpgaRuntime(EmulatedRuntime):
             xin = np.concatenate([xin, np.ones((bsz, steps, 1), np.int64)], axis=2)
         sh_in, sh_rec, sh_out = (int(s) for s in a["shifts"])
         kfrac = int(lim["kappa_frac_bits"])
-        n_hid, n_out = meta["n_hid"], meta["n_out"]
+        n_hid, n_out = meta["n_hid"], len(a["kappa"])  # meta n_out is the fallback tail's in hybrid mode
         v_h, v_o = np.zeros((bsz, n_hid), np.int64), np.zeros((bsz, n_out), np.int64)
         s_prev = np.zeros((bsz, n_hid), np.int64)
         raster = np.zeros((bsz, steps, n_out), np.float32)

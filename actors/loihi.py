@@ -113,6 +113,9 @@ class LoihiRuntime:
                 if c.name != "weight precision":
                     fit.add(c.name, c.used, c.limit, c.unit, scope=f"layer:{layer.name}")
             fit.notes.extend(rep.notes)
+            fit.notes.append(f"{layer.name}: quantization error: weights {100 * rep.weight_rel_error:.2f} % (relative), "
+                             f"vth {100 * rep.vth_rel_error:.3f} %, decay {rep.decay_v_error:.1e}; "
+                             f"weight_exp {fl.weight_exp}, vth {fl.vth}, dv {fl.dv}, du {fl.du}")
         cores = map_cores([(fl.name, fl.n_in, fl.n_out) for fl in fixed], opts.get("neurons_per_core"))
         for cm in cores:
             scope = f"layer:{cm.name}"

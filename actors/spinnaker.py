@@ -32,7 +32,14 @@ import numpy as np
 
 from actors._common import arrays_to_layers, layers_to_arrays
 from actors._emulated import DeviceRun, EmulatedRuntime, raise_if_unfit
-from fabric.compile import DEFAULT_HANDLERS, NEURON_HANDLERS, SYNAPSE_HANDLERS, Handler, Layer, merge_handlers
+from fabric.compile import (
+    DEFAULT_HANDLERS,
+    NEURON_HANDLERS,
+    SYNAPSE_HANDLERS,
+    Handler,
+    Layer,
+    merge_handlers,
+)
 from fabric.energy import modelled_energy
 from fabric.records import FitReport, Program
 from fabric.recurrent import lower_recurrent
@@ -149,6 +156,9 @@ class SpinnakerRuntime(EmulatedRuntime):
         fit.add("chips", chips, o["chips"], "chips", "board")
         fit.add("synaptic words per core (SDRAM share)", max_words, words_limit, "words", "core")
         fit.add("s16.15 magnitude (threshold/reset/bias/leak/gain)", rng_max, lim["accum_max"], "")
+        if abs(dt - self.constants.value("timestep_s")) > 1e-12:
+            fit.notes.append(f"graph dt = {dt:g} s: one model step per 1 ms real-time tick (time scale factor "
+                             f"{self.constants.value('timestep_s') / dt:g}); device time counts ticks")
         fit.notes.append(f"{len(layers)} populations on {cores} cores of {chips} chip(s), {npc} neurons per core; "
                          f"1-step delay per projection, a sample runs T + {len(layers) - 1} steps")
         if underflow:

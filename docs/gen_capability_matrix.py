@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from actors.base import RUNTIMES, make_runtime  # noqa: E402
 from fabric.compile import GraphStructureError, UnsupportedNodeError  # noqa: E402
-from fabric.recurrent import build_recurrent_graph  # noqa: E402
 from fabric.records import FitError  # noqa: E402
+from fabric.recurrent import build_recurrent_graph  # noqa: E402
 
 N_IN, N_HID, DT, BETA = 16, 8, 1e-3, 0.9
 RNG = np.random.default_rng(0)
@@ -166,11 +166,16 @@ def try_kind(kind: str, graph: nir.NIRGraph, options: dict | None = None) -> tup
         note = " (hybrid: tail on cpu)" if "fallback" in prog.meta else ""
         return "yes" + note, ""
     except UnsupportedNodeError as e:
-        return "no: unsupported node", f"{e.node_type} not in {kind}'s node map"
+        where = "" if e.kind == kind else f" (the fallback kind {e.kind!r} lacks it too)"
+        return "no: unsupported node", f"{e.node_type} not in {e.kind}'s node map{where}"
     except FitError as e:
         return "no: fit", "; ".join(i.describe() for i in e.report.violations)[:160]
     except GraphStructureError as e:
         return "no: structure", str(e)[:160]
+    except ValueError as e:
+        if "unknown compile option" in str(e) and options:
+            return "n/a: no fallback option", f"kind {kind!r} does not take compile options {sorted(options)}"
+        return "no: error", f"{type(e).__name__}: {str(e)[:140]}"
     except Exception as e:  # noqa: BLE001 - the matrix reports every other failure as a cell
         return "no: error", f"{type(e).__name__}: {str(e)[:140]}"
 

@@ -49,6 +49,7 @@ def connect(address: str | None = None, devices: dict[str, int] | None = None, n
             ray.init(address=address, **kw)
         else:
             kw.setdefault("include_dashboard", False)
-            ray.init(resources=device_resources(devices), num_cpus=num_cpus, **kw)
+            # "local" always starts a fresh instance, never silently joins another local cluster
+            ray.init(address="local", resources=device_resources(devices), num_cpus=num_cpus, **kw)
     res = ray.cluster_resources()
     return {k: v for k, v in res.items() if k in RUNTIMES or k in EMULATED_KINDS or k in ("CPU", "GPU", "memory")}

@@ -20,7 +20,7 @@ from fabric.compile import GraphStructureError, topological_order
 __all__ = ["Partition", "split_for_fallback", "FALLBACK_MODES"]
 
 FALLBACK_MODES = (None, "none", "hybrid")
-_SYNAPSES: tuple[type, ...] = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, nir.Scale)
+_SYNAPSES: tuple[type, ...] = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
 _STRUCTURAL: tuple[type, ...] = (nir.Input, nir.Output)
 _NEURONS: tuple[type, ...] = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI, nir.I)
 

@@ -468,9 +468,9 @@ class Emulation:
 class _Plan:
     """Per-layer constants and static bounds that decide which of Lava's overflow paths can occur."""
 
-    w_t: np.ndarray  # effective weights, transposed [n_in, n_out], float32 or float64
+    w_t: np.ndarray  # effective weights / w_scale, transposed [n_in, n_out]: int8, float32 or float64
+    w_scale: int  # 2 when every effective weight is even (always so for compiled programs), else 1
     weight_exp: int
-    port_wrap: bool  # a_buff can leave int32 (the channel wraps it)
     u_simple: bool  # du = 4095 and no u wrap: u is exactly this step's input
     u_wrap: bool  # u can leave (-2^23, 2^23] and wrap
     v_clip: bool  # v can reach -2^23 and clip
@@ -482,8 +482,8 @@ class _Plan:
 
 
 def _plan(layer: FixedLayer) -> _Plan:
-    """Static bounds on |a|, |u| and min v from the weights: the emulator only pays for the int32
-    port wrap, the 24-bit u wrap and the v clip where a worst-case input could trigger them."""
+    """Static bounds on |a|, |u| and min v from the weights: the emulator only pays for the int32 and
+    24-bit wraps of u and the clip of v where a worst-case input could trigger them."""
     layer.validate()
     w_eff = effective_weights(layer.weights, layer.num_weight_bits)
     pos = np.clip(w_eff, 0, None).sum(axis=1).astype(np.float64) if w_eff.size else np.zeros(layer.n_out)
@@ -495,17 +495,23 @@ def _plan(layer: FixedLayer) -> _Plan:
     a_max = float(np.maximum(shifted(pos), shifted(neg)).max()) if layer.n_out else 0.0
     gain_u = DECAY_UNITY / (layer.du + DS_OFFSET)  # geometric sum of the current decay
     u_max = a_max * (1 << ACT_SHIFT) * gain_u
-    port_wrap = a_max >= 2**31
-    u_wrap = port_wrap or u_max >= MAX_UV
+    u_wrap = u_max >= MAX_UV  # also covers a_buff leaving int32 on the port (u_max >= 64 a_max)
     bias = effective_bias(layer.bias_mant, layer.bias_exp).astype(np.float64)
     u_neg = shifted(neg) * (1 << ACT_SHIFT) * gain_u + np.clip(-bias, 0, None)
     d_neg = float(u_neg.max()) if layer.n_out else 0.0  # most negative drive of one step
     # v >= trunc(v * (4096-dv)/4096) - d_neg, so v stays above -d_neg * 4096/dv when dv > 0
     v_clip = u_wrap or (d_neg > 0 and (layer.dv == 0 or d_neg * DECAY_UNITY / layer.dv >= V_LIMIT))
     row_abs = float((pos + neg).max()) if layer.n_out else 0.0
-    dtype = np.float32 if row_abs < (1 << 24) else np.float64  # integer sums stay exact either way
+    w_scale = 2 if not np.any(w_eff & 1) else 1
+    w_small = w_eff // w_scale
+    if _HAVE_INT_MM and (w_small.size == 0 or np.abs(w_small).max() <= 127):
+        w_t = np.ascontiguousarray(w_small.T, dtype=np.int8)  # exact int8 x int8 -> int32 matmul
+    else:
+        w_scale = 1
+        dtype = np.float32 if row_abs < (1 << 24) else np.float64  # integer sums stay exact either way
+        w_t = np.ascontiguousarray(w_eff.T, dtype=dtype)
     return _Plan(
-        w_t=np.ascontiguousarray(w_eff.T, dtype=dtype), weight_exp=layer.weight_exp, port_wrap=port_wrap,
+        w_t=w_t, w_scale=w_scale, weight_exp=layer.weight_exp,
         u_simple=layer.du + DS_OFFSET == DECAY_UNITY and not u_wrap, u_wrap=u_wrap,
         v_clip=v_clip,
         cu=(DECAY_UNITY - layer.du - DS_OFFSET) / DECAY_UNITY, cv=(DECAY_UNITY - layer.dv - DM_OFFSET) / DECAY_UNITY,
@@ -527,17 +533,20 @@ def _drive(xt: np.ndarray, plan: _Plan) -> np.ndarray:
     out = np.empty((steps, bsz, n_out), dtype=np.float64)
     out[0] = 0.0
     if steps > 1:
-        acc = xt[:-1].reshape(-1, n_in).astype(plan.w_t.dtype) @ plan.w_t
-        out[1:] = acc.reshape(steps - 1, bsz, n_out)
-        body = out[1:]
-        if plan.weight_exp > 0:
-            body *= float(1 << plan.weight_exp)
-        elif plan.weight_exp < 0:
-            body /= float(1 << -plan.weight_exp)
-            np.floor(body, out=body)
-        if plan.port_wrap:
-            _wrap32(body)  # the int32 channel between Dense and LIF
-    out *= float(1 << ACT_SHIFT)  # still int32 in Lava: any wrap is handled with u below
+        rows = xt[:-1].reshape(-1, n_in)
+        if plan.w_t.dtype == np.int8:
+            acc = torch._int_mm(torch.from_numpy(rows.view(np.int8)), torch.from_numpy(plan.w_t)).numpy()
+        else:
+            acc = rows.astype(plan.w_t.dtype) @ plan.w_t
+        body = out[1:].reshape(-1, n_out)
+        # Lava's int32 port and ``a << 6`` wrap modulo 2^32; that is folded into u's int32 wrap
+        # (wrap32(c + 64 wrap32(a)) == wrap32(c + 64 a)), which runs whenever the bounds allow any wrap
+        if plan.weight_exp >= 0:
+            np.multiply(acc, float(plan.w_scale << (plan.weight_exp + ACT_SHIFT)), out=body)
+        else:
+            np.multiply(acc, plan.w_scale / float(1 << -plan.weight_exp), out=body)
+            np.floor(body, out=body)  # right shift of the accumulated sum: a floor
+            body *= float(1 << ACT_SHIFT)
     return out
 
 
@@ -557,7 +566,7 @@ def _lif(act: np.ndarray, plan: _Plan, events: dict[str, int] | None) -> np.ndar
         if not plan.u_simple:
             if plan.cu != 0.0:
                 np.multiply(u, plan.cu, out=u)
-                np.floor(u, out=u)  # sign(u*c) * (|u*c| >> 12): exact in float64
+                np.trunc(u, out=u)  # sign(u*c) * (|u*c| >> 12): exact in float64
                 u += vt
             else:
                 np.copyto(u, vt)
@@ -600,6 +609,20 @@ def _run_chunk(plans: Sequence[_Plan], xt: np.ndarray, count_events: bool) -> tu
     return rasters, ops, events
 
 
+def _int_mm_works() -> bool:
+    """``torch._int_mm`` (int8 GEMM, exact int32 sums) is private API: use it only if it is there
+    and right on this build; otherwise the float32/float64 BLAS path (also exact) is used."""
+    try:
+        a = torch.tensor([[1, 0, 1]], dtype=torch.int8)
+        b = torch.tensor([[127], [5], [-128]], dtype=torch.int8)
+        return torch._int_mm(a, b).tolist() == [[-1]]
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+_HAVE_INT_MM = _int_mm_works()
+
+
 def emulate(layers: Sequence[FixedLayer], spikes: np.ndarray | torch.Tensor, *, count_events: bool = False,
             threads: int | None = None) -> Emulation:
     """Bit-accurate Lava fixed-point run of a Dense->LIF chain on ``spikes [B, T, n_in]``.
@@ -622,7 +645,8 @@ def emulate(layers: Sequence[FixedLayer], spikes: np.ndarray | torch.Tensor, *, 
         n_prev = layer.n_out
     xt = np.ascontiguousarray((x != 0).transpose(1, 0, 2))
     widest = max([n_in, *(layer.n_out for layer in layers)])
-    n_threads = max(1, min(threads or os.cpu_count() or 1, 8))
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n_threads = max(1, min(threads or usable, 8))
     by_work = n_threads if bsz * widest >= 1 << 14 else 1  # threads pay off above ~16k states
     by_memory = -(-steps * bsz * widest * 8 // (256 << 20))  # keep each chunk's float64 buffer small
     n_chunks = max(1, min(bsz, max(by_work, by_memory)))

@@ -291,7 +291,10 @@ def _evaluate(registry: Registry, pool: Any, program: Program, prog_id: str, enc
     from fabric.early_exit import topk_cutoff
 
     preds = np.concatenate([r.predictions for r in results])
-    ee = topk_cutoff(np.concatenate([r.raster for r in results]), k=spec.early_exit.k, patience=spec.early_exit.patience)
+    # kinds without a time axis (akida runs one frame per sample) return no raster: no early exit there
+    has_raster = all(r.raster is not None and np.ndim(r.raster) == 3 for r in results)
+    ee = (topk_cutoff(np.concatenate([r.raster for r in results]), k=spec.early_exit.k, patience=spec.early_exit.patience)
+          if has_raster else None)
     tel = [r.telemetry for r in results]
     n = len(x)
     dev_ms = [r.telemetry.device_time_s * 1e3 for r in singles]
@@ -303,7 +306,8 @@ def _evaluate(registry: Registry, pool: Any, program: Program, prog_id: str, enc
         host_p50_ms=_percentile(host_ms, 50), energy_mj=sum(t.energy_j for t in tel) / n * 1e3,
         spikes_per_inference=spikes_total / n, synops_per_inference=sum(t.synaptic_ops for t in tel) / n,
         footprint_kb=tel[0].footprint_bytes / 1024, sources=dict(tel[0].sources),
-        early_exit_accuracy=float((ee.predictions == y).mean()), early_exit_steps_saved=ee.saved_fraction,
+        early_exit_accuracy=None if ee is None else float((ee.predictions == y).mean()),
+        early_exit_steps_saved=None if ee is None else ee.saved_fraction,
     )
     return registry.put_json(asdict(row), kind="report", name=f"{kind}-evaluation", parents=[prog_id, enc_id],
                              spec_hash=spec.hash, device_id=kind, extra={"kind": kind, "test_samples": n})
@@ -358,7 +362,8 @@ def format_kpi_table(rows: list[KPIRow]) -> str:
                          f"saved, accuracy {r.accuracy:.3f} -> {r.early_exit_accuracy:.3f}")
     lines.append("latency = device time per inference (modelled for emulated kinds, measured for cpu); "
                  "energy is modelled for every kind.")
-    for r in rows:
+    for r in rows:  # per-constant sources stay in the report artifact and `fabric devices --json`
         for what, src in sorted(r.sources.items()):
-            lines.append(f"  {r.kind} {what}: {src}")
+            if not what.startswith("const."):
+                lines.append(f"  {r.kind} {what}: {src[:160]}")
     return "\n".join(lines)

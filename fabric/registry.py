@@ -338,9 +338,16 @@ class Registry:
         return good
 
     def lineage(self, ref: str) -> dict[str, Any]:
-        """Nested ``{"record": ..., "parents": [...]}`` tree down to the roots."""
-        rec = self.record(ref)
-        return {"record": rec, "parents": [self.lineage(p) for p in rec.parents]}
+        """Nested ``{"record": ..., "parents": [...]}`` tree down to the roots (every record verified)."""
+        seen: dict[str, ArtifactRecord] = {}
+
+        def node(aid: str) -> dict[str, Any]:
+            if aid not in seen:  # shared ancestors are read and verified once
+                seen[aid] = self._load_record(aid)
+            rec = seen[aid]
+            return {"record": rec, "parents": [node(p) for p in rec.parents]}
+
+        return node(self.resolve(ref))
 
     # -- stage cache ---------------------------------------------------------------------------
     def _cache_key(self, key: str) -> str:

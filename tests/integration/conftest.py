@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.s3server import s3_endpoint, s3_url  # noqa: F401  (fixtures for the s3:// store tests)
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 DEVICES = {"loihi": 2, "akida": 1, "spinnaker": 1, "fpga": 1, "dynapse": 1}
 RAY = str(Path(sys.executable).with_name("ray"))

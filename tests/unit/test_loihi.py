@@ -318,6 +318,24 @@ def test_emulator_matches_lava_transcript_incl_wraps_and_clips() -> None:
     assert events["u_wraps"] > 0 and events["v_clips"] > 0  # the overflow paths were exercised
 
 
+def test_batch_chunks_threads_and_matmul_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    layers = [random_fixed_layer(rng, 64, 80), random_fixed_layer(rng, 80, 7)]
+    x = (rng.random((300, 9, 64)) < 0.3).astype(np.uint8)  # 300 x 80 states: split over threads
+    one = emulate(layers, x, threads=1)
+    many = emulate(layers, x, threads=3)
+    for a, b in zip(one.rasters, many.rasters, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert one.synaptic_ops == many.synaptic_ops and sum(one.spikes) > 0
+    monkeypatch.setattr("fabric.loihi_fixed._HAVE_INT_MM", False)  # BLAS path instead of int8 GEMM
+    blas = emulate(layers, x[:20])
+    for a, b in zip(one.rasters, blas.rasters, strict=True):
+        np.testing.assert_array_equal(a[:20], b)
+    for b in range(3):
+        for got, want in zip(one.rasters, transcript(layers, x[b])[0], strict=True):
+            np.testing.assert_array_equal(got[b], want)
+
+
 def test_emulator_float_agreement_on_trained_like_net() -> None:
     torch.manual_seed(0)
     model = LifMLP(64, [48], 10, beta=0.9, threshold=1.0)
