@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -34,18 +35,42 @@ def ray_cluster(tmp_path_factory):
     port, dash = free_port(), free_port()
     tmp = tmp_path_factory.mktemp("ray")
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    cmd = [RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+    cmd = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
            f"--resources={json.dumps(DEVICES)}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
            f"--dashboard-port={dash}", "--disable-usage-stats"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, cwd=tmp)
-    if r.returncode != 0:
-        raise RuntimeError(f"ray start failed:\n{r.stdout}\n{r.stderr}")
-    info = {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}"}
+    log = open(tmp / "head.log", "wb")
+    # --block keeps the head in this process's own session, so teardown stops exactly this cluster
+    # (never `ray stop`, which would stop every Ray instance on the machine).
+    head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True)
+    info = {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "tmp": str(tmp)}
     try:
+        wait_for(lambda: head.poll() is not None or subprocess.run(
+            [RAY, "status", f"--address={info['address']}"], capture_output=True, env=env).returncode == 0,
+            180, "ray head to start")
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start failed:\n{(tmp / 'head.log').read_text()}")
         yield info
     finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        stop_session(head.pid)
+        log.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stop_session(sid: int, grace: float = 5.0) -> None:
+    """Stop every process in session ``sid`` (a ``ray start --block`` and all it spawned)."""
+    def members() -> list[int]:
+        out = subprocess.run(["ps", "-eo", "pid=,sid="], capture_output=True, text=True).stdout
+        return [int(p) for p, s in (ln.split() for ln in out.splitlines() if ln.strip()) if int(s) == sid]
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 0.0)):
+        for pid in members():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + wait
+        while members() and time.time() < deadline:
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
