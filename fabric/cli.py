@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     for q in rs.choices.values():
         _tenant_arg(q)
     _add_data_parser(sub)
+    for cmd in EXTENSIONS:
+        _extension(cmd).add_parser(sub)
 
     p = sub.add_parser("compile", help="compile a NIR graph for a device kind",
                        description="Compile GRAPH.nir for --kind; prints the fit report. Exit 2 when it does not fit.")
@@ -366,10 +368,23 @@ COMMANDS = {"run": cmd_run, "devices": cmd_devices, "registry": cmd_registry, "c
 
 COMMANDS["data"] = cmd_data
 
+# Subcommands that live with their room: command -> module exposing ``add_parser(sub)`` (registers the
+# subparser; keeps heavy imports inside functions) and ``main(args) -> int``. One line per command.
+EXTENSIONS: dict[str, str] = {
+}
+
+
+def _extension(cmd: str) -> Any:
+    import importlib
+
+    return importlib.import_module(EXTENSIONS[cmd])
+
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
+        if a.cmd in EXTENSIONS:
+            return _extension(a.cmd).main(a)
         return COMMANDS[a.cmd](a)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
