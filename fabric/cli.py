@@ -236,13 +236,13 @@ def cmd_registry(a: argparse.Namespace) -> int:
 
 
 def cmd_compile(a: argparse.Namespace) -> int:
-    from fabric.loihi_cli import compile_cmd
+    from fabric.progcli import compile_cmd
 
     return compile_cmd(a.graph, a.kind, a.out)
 
 
 def cmd_simulate(a: argparse.Namespace) -> int:
-    from fabric.loihi_cli import simulate_cmd
+    from fabric.progcli import simulate_cmd
 
     return simulate_cmd(a.program, a.input, a.out, a.golden)
 

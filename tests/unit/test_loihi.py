@@ -18,7 +18,7 @@ from actors.loihi import HANDLERS, LoihiRuntime
 from fabric.compile import UnsupportedNodeError, lower
 from fabric.energy import load_constants
 from fabric.golden import GoldenUnavailable, golden_check
-from fabric.loihi_cli import compile_cmd, simulate_cmd
+from fabric.progcli import compile_cmd, simulate_cmd
 from fabric.loihi_fixed import (
     FixedLayer,
     effective_weights,
