@@ -10,7 +10,7 @@ PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 PY310 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.10.*/bin/python) $(shell command -v python3.10))
 SPEC ?= examples/digits.yaml
 
-.PHONY: setup setup-main setup-lava demo test test-unit test-integration lint bench clean help
+.PHONY: setup setup-main setup-lava chromium demo test test-unit test-integration lint bench clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -43,7 +43,10 @@ demo: setup  ## set up, then run the main job on examples/digits.yaml (SPEC=... 
 	if [ $$rc -eq 3 ]; then echo "[demo] the job ran; some KPI gates failed (see the table): that is a result, not an error"; rc=0; fi; \
 	exit $$rc
 
-test: setup  ## set up, then run unit + integration tests
+chromium:  ## install Debian's chromium (headless browser for the dashboard test) when missing
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: setup chromium  ## set up, then run unit + integration tests
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests/unit
 	$(PY) -m pytest -q tests/integration
@@ -51,7 +54,7 @@ test: setup  ## set up, then run unit + integration tests
 test-unit: setup-main
 	$(PY) -m pytest -q tests/unit
 
-test-integration: setup
+test-integration: setup chromium
 	$(PY) -m pytest -q tests/integration
 
 lint: setup-main

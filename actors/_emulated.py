@@ -24,6 +24,7 @@ from fabric.compile import Handler, UnsupportedNodeError
 from fabric.energy import DeviceConstants, load_constants
 from fabric.fallback import FALLBACK_MODES, split_for_fallback
 from fabric.records import FitError, FitReport, Program, RunResult, Telemetry
+from fabric.recurrent import has_recurrence
 
 __all__ = ["DeviceRun", "EmulatedRuntime", "raise_if_unfit", "rate_to_raster"]
 
@@ -65,6 +66,7 @@ class EmulatedRuntime(ABC):
     handlers: ClassVar[Mapping[type, Handler]] = {}
     options_doc: ClassVar[dict[str, str]] = {}
     emulation: ClassVar[str] = ""
+    maps_recurrence: ClassVar[bool] = True  # False: recurrent layers go to cpu under fallback="hybrid"
 
     def __init__(self, device_id: str | None = None) -> None:
         self.device_id = device_id or f"{self.kind}-emulated:{platform.node()}:{os.getpid()}"
@@ -72,6 +74,7 @@ class EmulatedRuntime(ABC):
         self.program: Program | None = None
         self.runs = 0
         self._fallback: Any = None
+        self._prefix: Any = None
 
     # -- hooks ---------------------------------------------------------------------------------
     @abstractmethod
@@ -88,7 +91,7 @@ class EmulatedRuntime(ABC):
 
     # -- protocol ------------------------------------------------------------------------------
     def compile(self, graph: nir.NIRGraph, options: dict[str, Any] | None = None) -> Program:
-        """Lower, quantize and fit-check ``graph``; ``fallback="hybrid"`` offloads an unsupported tail."""
+        """Lower, quantize and fit-check ``graph``; ``fallback="hybrid"`` runs unsupported layers on cpu."""
         opts = dict(options or {})
         valid = {"fallback", *self.options_doc}
         unknown = sorted(set(opts) - valid)
@@ -97,6 +100,8 @@ class EmulatedRuntime(ABC):
         fallback = opts.pop("fallback", None)
         if fallback not in FALLBACK_MODES:
             raise ValueError(f"{self.kind}: fallback must be one of {FALLBACK_MODES}, got {fallback!r}")
+        if fallback == "hybrid" and not self.maps_recurrence and has_recurrence(graph):
+            return self._compile_hybrid(graph, opts, None)
         try:
             return self._compile_device(graph, opts)
         except UnsupportedNodeError as err:
@@ -104,27 +109,42 @@ class EmulatedRuntime(ABC):
                 raise
             return self._compile_hybrid(graph, opts, err)
 
-    def _compile_hybrid(self, graph: nir.NIRGraph, opts: dict[str, Any], err: UnsupportedNodeError) -> Program:
-        from actors.cpu import CpuRuntime  # the fallback kind; imported only when a tail needs it
+    def _compile_hybrid(self, graph: nir.NIRGraph, opts: dict[str, Any], err: UnsupportedNodeError | None) -> Program:
+        from actors.cpu import CpuRuntime  # the fallback kind; imported only when a part needs it
 
-        part = split_for_fallback(graph, set(self.handlers), self.kind)
-        if part.tail is None:  # the error came from a node this kind's splitter considers supported
-            raise err
-        prog = self._compile_device(part.head, {**opts, "_hybrid_head": True})
-        cpu_prog = CpuRuntime().compile(part.tail)
-        prog.arrays["fallback.cpu_program"] = np.frombuffer(cpu_prog.to_bytes(), dtype=np.uint8).copy()
-        prog.meta["fallback"] = {"kind": "cpu", "cut_node": part.cut_node, "tail_nodes": part.tail_nodes,
-                                 "unsupported": part.unsupported, "device_n_out": prog.meta["n_out"]}
-        prog.meta["n_out"] = cpu_prog.meta["n_out"]
-        prog.meta["footprint_bytes"] = int(prog.meta["footprint_bytes"]) + int(cpu_prog.meta["footprint_bytes"])
-        for item in cpu_prog.fit.items:
-            prog.fit.add(item.name, item.used, item.limit, item.unit, scope=f"fallback:cpu/{item.scope}")
-        types = sorted({type(graph.nodes[k]).__name__ for k in part.unsupported})
-        prog.fit.notes.append(
-            f"hybrid fallback: {types} not supported by {self.kind!r}; nodes {part.tail_nodes} (from "
-            f"{part.cut_node!r} on) run on kind 'cpu' (host float forward); device output spikes are handed "
-            f"to the host each timestep; host transfer time is not modelled"
-        )
+        part = split_for_fallback(graph, set(self.handlers), self.kind, recurrence=self.maps_recurrence)
+        if part.tail is None and part.prefix is None:  # the error came from a node the splitter considers supported
+            if err is not None:
+                raise err
+            return self._compile_device(graph, opts)
+        prog = self._compile_device(part.head, {**opts, "_hybrid_head": part.tail is not None})
+        fb: dict[str, Any] = {"kind": "cpu", "cut_node": part.cut_node, "tail_nodes": part.tail_nodes,
+                              "prefix_nodes": part.prefix_nodes, "unsupported": part.unsupported,
+                              "reasons": part.reasons, "device_n_in": prog.meta["n_in"],
+                              "device_n_out": prog.meta["n_out"]}
+        for name, sub in (("prefix", part.prefix), ("tail", part.tail)):
+            if sub is None:
+                continue
+            cpu_prog = CpuRuntime().compile(sub)
+            prog.arrays[f"fallback.cpu_{name}_program"] = np.frombuffer(cpu_prog.to_bytes(), dtype=np.uint8).copy()
+            if name == "prefix":
+                prog.meta["n_in"] = cpu_prog.meta["n_in"]
+            else:
+                prog.meta["n_out"] = cpu_prog.meta["n_out"]
+            prog.meta["footprint_bytes"] = int(prog.meta["footprint_bytes"]) + int(cpu_prog.meta["footprint_bytes"])
+            for item in cpu_prog.fit.items:
+                prog.fit.add(item.name, item.used, item.limit, item.unit, scope=f"fallback:cpu/{name}/{item.scope}")
+        prog.meta["fallback"] = fb
+        why = "; ".join(f"{k}: {v}" for k, v in part.reasons.items())
+        where = []
+        if part.prefix is not None:
+            where.append(f"nodes {part.prefix_nodes} (before the device part) run on kind 'cpu' and hand their "
+                         f"output spikes to the device")
+        if part.tail is not None:
+            where.append(f"nodes {part.tail_nodes} (from {part.cut_node!r} on) run on kind 'cpu' and take the "
+                         f"device's output spikes each timestep")
+        prog.fit.notes.append(f"hybrid fallback ({why}): " + "; ".join(where)
+                              + " (host float forward); host transfer time is not modelled")
         return prog
 
     def load(self, program: Program) -> None:
@@ -132,11 +152,21 @@ class EmulatedRuntime(ABC):
             raise ValueError(f"program was compiled for {program.kind!r}, this runtime is {self.kind!r}")
         self._load_device(program)
         self._fallback = None
+        self._prefix = None
         if "fallback" in program.meta:
             from actors.cpu import CpuRuntime
 
-            self._fallback = CpuRuntime(device_id=f"{self.device_id}/fallback-cpu")
-            self._fallback.load(Program.from_bytes(program.arrays["fallback.cpu_program"].tobytes()))
+            for name in ("prefix", "tail"):
+                key = f"fallback.cpu_{name}_program"
+                if name == "tail" and key not in program.arrays:
+                    key = "fallback.cpu_program"  # programs stored before the prefix segment existed
+                if key in program.arrays:
+                    rt = CpuRuntime(device_id=f"{self.device_id}/fallback-cpu-{name}")
+                    rt.load(Program.from_bytes(program.arrays[key].tobytes()))
+                    if name == "prefix":
+                        self._prefix = rt
+                    else:
+                        self._fallback = rt
         self.program = program
 
     def run(self, spikes: np.ndarray, *, record_raster: bool = False) -> RunResult:
@@ -144,7 +174,13 @@ class EmulatedRuntime(ABC):
             raise RuntimeError(f"{self.kind}: no program loaded; call load(program) first")
         x = check_input(spikes, int(self.program.meta["n_in"]), self.kind)
         t0 = time.perf_counter()
-        dev = self._run_device(x)
+        pre = None
+        if self._prefix is not None:
+            pre = self._prefix.run(x, record_raster=True)
+            x_dev = pre.raster.astype(np.float32)
+        else:
+            x_dev = x
+        dev = self._run_device(x_dev)
         host = time.perf_counter() - t0
         self.runs += 1
         c = self.constants
@@ -159,7 +195,7 @@ class EmulatedRuntime(ABC):
         }
         tel = Telemetry(
             kind=self.kind, emulated=True, samples=int(x.shape[0]), timesteps=int(x.shape[1]),
-            spikes_in=int(np.count_nonzero(x)), spikes_out=int(dev.spikes_out),
+            spikes_in=int(np.count_nonzero(x_dev)), spikes_out=int(dev.spikes_out),
             spikes_per_layer={k: int(v["spikes"]) for k, v in dev.layer_stats.items()},
             synaptic_ops=float(sum(v["synaptic_ops"] for v in dev.layer_stats.values())),
             neuron_updates=float(sum(v["neuron_updates"] for v in dev.layer_stats.values())),
@@ -168,10 +204,14 @@ class EmulatedRuntime(ABC):
             energy_breakdown_j={k: float(v) for k, v in dev.energy.items()}, sources=sources,
         )
         counts, raster = dev.counts, dev.raster
+        if pre is not None:
+            tel = _merge_fallback(tel, pre.telemetry, "prefix")
+            tel.spikes_in = int(np.count_nonzero(x))
         if self._fallback is not None:
             res = self._fallback.run(dev.host_raster, record_raster=record_raster)
             counts, raster = res.counts, res.raster
-            tel = _merge_fallback(tel, res.telemetry)
+            tel = _merge_fallback(tel, res.telemetry, "tail")
+        if pre is not None or self._fallback is not None:
             tel.host_latency_s = time.perf_counter() - t0
         return RunResult(counts=counts, telemetry=tel, raster=raster if record_raster else None)
 
@@ -194,22 +234,26 @@ class EmulatedRuntime(ABC):
         }
 
 
-def _merge_fallback(dev: Telemetry, cpu: Telemetry) -> Telemetry:
-    """Device part + host tail in one record; the host part keeps its own (measured-time) energy."""
+def _merge_fallback(dev: Telemetry, cpu: Telemetry, part: str = "tail") -> Telemetry:
+    """Device part + a host part (``prefix`` before it or ``tail`` after it) in one record; the host
+    part keeps its own (measured-time) energy."""
     brk = dict(dev.energy_breakdown_j)
     cb = cpu.energy_breakdown_j
-    brk["fallback_cpu"] = float(cb.get("total", cpu.energy_j))
+    brk["fallback_cpu"] = brk.get("fallback_cpu", 0.0) + float(cb.get("total", cpu.energy_j))
     brk["static"] = brk.get("static", 0.0) + float(cb.get("static", 0.0))
     brk["dynamic"] = brk.get("dynamic", 0.0) + float(cb.get("dynamic", 0.0))
     brk["total"] = brk["static"] + brk["dynamic"]
     layers = dict(dev.spikes_per_layer)
     layers.update({f"cpu:{k}": v for k, v in cpu.spikes_per_layer.items()})
     sources = dict(dev.sources)
-    sources["fallback"] = ("tail layers ran on kind 'cpu' (hybrid partition); its time is measured host time "
-                           "added to device time, its energy " + cpu.sources.get("energy", "modelled"))
+    what = "leading" if part == "prefix" else "tail"
+    note = (f"{what} layers ran on kind 'cpu' (hybrid partition); its time is measured host time added to "
+            f"device time, its energy " + cpu.sources.get("energy", "modelled"))
+    sources["fallback"] = f"{sources['fallback']}; {note}" if "fallback" in sources else note
     return Telemetry(
         kind=dev.kind, emulated=True, samples=dev.samples, timesteps=dev.timesteps, spikes_in=dev.spikes_in,
-        spikes_out=cpu.spikes_out, spikes_per_layer=layers, synaptic_ops=dev.synaptic_ops + cpu.synaptic_ops,
+        spikes_out=cpu.spikes_out if part == "tail" else dev.spikes_out, spikes_per_layer=layers,
+        synaptic_ops=dev.synaptic_ops + cpu.synaptic_ops,
         neuron_updates=dev.neuron_updates + cpu.neuron_updates, host_latency_s=dev.host_latency_s,
         device_time_s=dev.device_time_s + cpu.device_time_s, energy_j=brk["total"],
         footprint_bytes=dev.footprint_bytes, energy_breakdown_j=brk, sources=sources,

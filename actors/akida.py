@@ -22,7 +22,8 @@ A spiking NIR graph is therefore mapped by *rate* (the CNN2SNN view of an SNN):
 
 Supported: Dense (Affine/Linear), Conv2d (lowered to an exact dense Toeplitz matrix, checked against
 the InputConv2D/Conv2D limits), LIF and IF neurons. Not supported: CubaLIF (no synaptic state), LI, and
-recurrence (refused in the fit report). Energy: static board floor x device time, dynamic per synaptic
+recurrence (refused in the fit report, naming ``fallback='hybrid'``, which runs the recurrent layers
+on the host ``cpu`` kind and the feed-forward rest on Akida; the run is reported as hybrid). Energy: static board floor x device time, dynamic per synaptic
 event op; device time per frame from a published per-sample latency and a derived op throughput.
 """
 
@@ -156,6 +157,7 @@ class AkidaRuntime(EmulatedRuntime):
         "npus": "NPUs available (default 80 = AKD1000; smaller Akida IP configurations have fewer)",
         "readout": "'potential' (default, last layer returns potentials) | 'activation'",
     }
+    maps_recurrence: ClassVar[bool] = False
     emulation: ClassVar[str] = (
         "frame-based event-driven integer inference: spike counts over the window -> quantized input frame; "
         "per layer integer potential of events x quantized weights, threshold+step quantized activation "
@@ -188,7 +190,8 @@ class AkidaRuntime(EmulatedRuntime):
         lim = self.constants.limits
         fit = FitReport(kind=self.kind, notes=list(ctx.notes))
         n_rec = sum(lay.recurrent is not None for lay in layers)
-        fit.add("recurrent layers (Akida 1.0 runs feed-forward frames)", n_rec, 0, "layers")
+        fit.add("recurrent layers (Akida 1.0 runs feed-forward frames; compile with fallback='hybrid' to run "
+                "them on kind 'cpu')", n_rec, 0, "layers")
         fit.add("activation bits", o["act_bits"], max(lim["activation_bits"]), "bit")
         arrays: dict[str, np.ndarray] = {}
         mapping, total_np, footprint = [], 0, 0

@@ -27,8 +27,10 @@ What is modelled (ReckOn doc v1.0, ChFrenkel/ReckOn; Frenkel & Indiveri, ISSCC 2
 * **Time:** one tick per step, ``max(tick_s, cycles / clock_hz)`` with a time-multiplexed datapath:
   ``cycles = events * ceil(n_hid/16) + hidden spikes * (ceil(n_hid/16) + 1) + ceil(n_hid/2) + n_out``
   (16 weights per 128-bit SRAM word, 2 neurons per neuron-SRAM word); ticks that overrun are counted.
-* **Not modelled:** on-chip e-prop learning (ReckOn's eligibility traces, targets, weight updates),
-  stochastic rounding, neuron noise.
+* **On-device learning:** :meth:`FpgaRuntime.learn` runs e-prop (ReckOn's rule; :mod:`fabric.eprop`)
+  on the loaded program's own 8-bit weights and 16-bit states, with stochastic rounding of the weight
+  updates, and loads the learnt program (a new artifact: programs are immutable). Traces are float
+  in the emulation (ReckOn: 12/12/10-bit). Not modelled: neuron noise.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any, ClassVar
 import nir
 import numpy as np
 
+from actors._common import check_input
 from actors._emulated import DeviceRun, EmulatedRuntime, raise_if_unfit
 from fabric.compile import (
     DEFAULT_HANDLERS,
@@ -99,7 +102,7 @@ class FpgaRuntime(EmulatedRuntime):
     emulation: ClassVar[str] = (
         "bit-level ReckOn-style core: 8-bit weights with per-matrix shifts, 16-bit saturating membranes, "
         "u1.15 pair-shared alpha, u1.7 shared output kappa, reset to zero, recurrent input one tick late; "
-        "inference only (e-prop learning not modelled)"
+        "optional on-device e-prop learning (learn(); LI outputs)"
     )
 
     def _compile_device(self, graph: nir.NIRGraph, options: dict[str, Any]) -> Program:
@@ -214,7 +217,7 @@ class FpgaRuntime(EmulatedRuntime):
         if need_in_bias or need_out_bias:
             fit.notes.append(f"biases mapped onto an always-on input ({int(need_in_bias)}) and an always-on hidden "
                              f"neuron ({int(need_out_bias)}), +{extra} hidden slot(s)")
-        fit.notes.append("on-chip e-prop learning is not modelled (inference only)")
+        fit.notes.append("on-chip e-prop learning: FpgaRuntime.learn (needs LI outputs, ReckOn's readout)")
         if abs(dt - c.value("tick_s")) > 1e-12:
             fit.notes.append(f"graph dt = {dt:g} s: one model step per tick of {c.value('tick_s'):g} s")
         raise_if_unfit(fit)
@@ -231,6 +234,67 @@ class FpgaRuntime(EmulatedRuntime):
             "bias_input": need_in_bias, "output": "li" if is_li else "lif", "part": part, "resources": res,
             "footprint_bytes": footprint, "recurrent": w_rec_full is not None,
         })
+
+    def learn(self, spikes: np.ndarray, labels: np.ndarray, epochs: int = 5, lr: float = 0.05, *,
+              batch_size: int = 32, seed: int = 0, feedback: str = "symmetric", progress: bool = False) -> Program:
+        """On-device e-prop learning (ReckOn's rule, :mod:`fabric.eprop`) on the loaded program.
+
+        Updates the 8-bit input, recurrent and output weights from ``spikes [N, T, n_in]`` and integer
+        ``labels`` over ``epochs`` passes, loads the learnt program and returns it (a new Program: the
+        old artifact is untouched). ``meta["eprop"]`` records the settings and the per-epoch history.
+        Needs LI outputs (ReckOn's leaky-integrator readout): a LIF-output program is refused.
+        """
+        from tqdm.auto import tqdm
+
+        from fabric.eprop import EpropState, eprop_epoch
+
+        if self.program is None:
+            raise RuntimeError("fpga: no program loaded; call load(program) before learn()")
+        meta, a = self.program.meta, self.program.arrays
+        if meta.get("output") != "li":
+            raise ValueError("fpga: learn() needs leaky-integrator (LI) outputs, ReckOn's readout; this program's "
+                             f"outputs are {meta.get('output')!r} (export the graph with an LI output layer)")
+        if "fallback" in meta:
+            raise ValueError("fpga: learn() runs on the device part only; this program has a hybrid cpu fallback")
+        if feedback not in ("symmetric", "random"):
+            raise ValueError(f"fpga: feedback must be 'symmetric' or 'random', got {feedback!r}")
+        if int(epochs) < 1 or float(lr) <= 0 or int(batch_size) < 1:
+            raise ValueError(f"fpga: learn() needs epochs >= 1, lr > 0, batch_size >= 1; got {epochs}, {lr}, {batch_size}")
+        x = check_input(spikes, int(meta["n_in"]), self.kind)
+        y = np.asarray(labels)
+        n_out = len(a["kappa"])
+        if y.shape != (x.shape[0],) or y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= n_out:
+            raise ValueError(f"fpga: labels must be {x.shape[0]} integers in [0, {n_out}), got shape {list(y.shape)}")
+        kappa = np.unique(a["kappa"])
+        state = EpropState(
+            w_in=a["w_in"].astype(np.int64), w_rec=a["w_rec"].astype(np.int64) if "w_rec" in a else None,
+            w_out=a["w_out"].astype(np.int64), thr_h=a["thr_h"].astype(np.int64), alpha=a["alpha"].astype(np.int64),
+            kappa=int(kappa[0]), kappa_frac=int(self.constants.limits["kappa_frac_bits"]),
+            shifts=tuple(int(v) for v in a["shifts"]), s_o=float(a["s_o"][0]), bias_input=bool(meta["bias_input"]),
+        )
+        rng = np.random.default_rng(seed)
+        b_random = rng.normal(0, 1 / np.sqrt(n_out), (state.w_in.shape[0], n_out)) if feedback == "random" else None
+        bar = tqdm(range(int(epochs)), desc="fpga e-prop", unit="epoch", disable=not progress, leave=False)
+        for _ in bar:
+            rec = eprop_epoch(state, x, y, lr=float(lr), batch_size=int(batch_size), rng=rng, feedback=feedback,
+                              b_random=b_random)
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['train_accuracy']:.3f}")
+        arrays = dict(a)
+        arrays["w_in"] = state.w_in.astype(np.int8)
+        arrays["w_out"] = state.w_out.astype(np.int8)
+        if state.w_rec is not None:
+            arrays["w_rec"] = state.w_rec.astype(np.int8)
+        new_meta = dict(meta)
+        new_meta["eprop"] = {"parent": self.program.digest, "epochs": int(epochs), "lr": float(lr),
+                             "batch_size": int(batch_size), "seed": int(seed), "feedback": feedback,
+                             "samples": int(x.shape[0]), "history": state.history,
+                             "rule": "e-prop (Bellec et al. 2020) on 8-bit weights with stochastic rounding, "
+                                     "16-bit states; float traces (emulation)"}
+        fit = FitReport(kind=self.kind, items=list(self.program.fit.items),
+                        notes=[*self.program.fit.notes, f"weights learnt on device with e-prop ({epochs} epochs)"])
+        prog = Program(kind=self.kind, arrays=arrays, meta=new_meta, fit=fit)
+        self.load(prog)
+        return prog
 
     def _load_device(self, program: Program) -> None:
         a = program.arrays

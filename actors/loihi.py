@@ -5,6 +5,11 @@ energy and device time are modelled from the per-event constants in ``fabric/dev
 Each Dense delivers its input one step late (Lava's ``PyDenseModelBitAcc``), so an L-layer program
 needs L extra steps for the last input to reach the output. ``run`` appends those L zero steps (the
 device runs ``T + L`` steps) and returns the output aligned with the input: steps ``L .. T+L-1``.
+
+Recurrent LIF layers (a self-loop, :mod:`fabric.recurrent`) map onto a second Dense from the layer's
+spikes back to its input, with its own ``weight_exp``; it counts against the layer's input axons and
+synapse memory. That path is emulated bit-level by ``fabric.loihi_fixed`` but not checked against Lava
+(the golden runner builds feed-forward chains only), so ``golden=True`` refuses recurrent programs.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from fabric.compile import (
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
     SYNAPSE_HANDLERS,
-    lower,
     merge_handlers,
 )
 from fabric.energy import DeviceConstants, load_constants, modelled_energy
@@ -39,6 +43,7 @@ from fabric.loihi_fixed import (
     quantize_layer,
 )
 from fabric.records import FitError, FitReport, Program, RunResult, Telemetry
+from fabric.recurrent import lower_recurrent
 
 __all__ = ["LoihiRuntime", "HANDLERS", "modelled_step_time"]
 
@@ -96,7 +101,7 @@ class LoihiRuntime:
         unknown = set(opts) - {"weight_bits", "neurons_per_core", "vth_target"}
         if unknown:
             raise ValueError(f"loihi: unknown compile options {sorted(unknown)}")
-        ctx = lower(graph, self.kind, HANDLERS)
+        ctx = lower_recurrent(graph, self.kind, HANDLERS)
         fit = FitReport(kind=self.kind, notes=list(ctx.notes))
         n_bits = int(opts.get("weight_bits", LIMITS["weight_bits"]))
         fit.add("weight precision", n_bits, LIMITS["weight_bits"], "bits")
@@ -116,7 +121,8 @@ class LoihiRuntime:
             fit.notes.append(f"{layer.name}: quantization error: weights {100 * rep.weight_rel_error:.2f} % (relative), "
                              f"vth {100 * rep.vth_rel_error:.3f} %, decay {rep.decay_v_error:.1e}; "
                              f"weight_exp {fl.weight_exp}, vth {fl.vth}, dv {fl.dv}, du {fl.du}")
-        cores = map_cores([(fl.name, fl.n_in, fl.n_out) for fl in fixed], opts.get("neurons_per_core"))
+        cores = map_cores([(fl.name, fl.n_in, fl.n_out) for fl in fixed], opts.get("neurons_per_core"),
+                          [fl.rec_weights is not None for fl in fixed])
         for cm in cores:
             scope = f"layer:{cm.name}"
             fit.add("compartments/core", cm.per_core, LIMITS["compartments_per_core"], "", scope)
@@ -151,7 +157,8 @@ class LoihiRuntime:
         self.program = program
         self._layers = layers
         self._cores = map_cores([(fl.name, fl.n_in, fl.n_out) for fl in layers],
-                                [c["per_core"] for c in program.meta["cores"]] if "cores" in program.meta else None)
+                                [c["per_core"] for c in program.meta["cores"]] if "cores" in program.meta else None,
+                                [fl.rec_weights is not None for fl in layers])
 
     def run(self, spikes: np.ndarray, *, record_raster: bool = False) -> RunResult:
         if self.program is None or self._layers is None or self._cores is None:
@@ -186,6 +193,9 @@ class LoihiRuntime:
             "synaptic_ops": "NeuroBench effective ACs: non-zero input spike x non-zero weight, all layers",
             "timesteps": f"device steps = {steps} input steps + {delay} pipeline steps (one Dense delay per layer)",
         }
+        if self.golden and any(fl.rec_weights is not None for fl in self._layers):
+            raise ValueError("loihi: golden=True checks feed-forward programs only; this program has a recurrent "
+                             "Dense, which toolchains/lava/run_lava.py does not build (run without golden)")
         if self.golden:
             res = golden_check(self.program, xp, emulation=em)
             self.last_golden = res

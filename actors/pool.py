@@ -1,46 +1,90 @@
-"""The one place runtimes become Ray actors, and the per-kind pool that queues work.
+"""The one place runtimes become Ray actors, the cluster-wide board scheduler, and the per-kind pool.
 
-Actors are pinned with ``resources={kind: 1}`` (the ``cpu`` baseline asks for no custom resource),
-restart up to ``max_restarts`` times, and are *named* (``fabric/<kind>/<i>``) so that every driver on
-the cluster (pipeline jobs, Tune trials, Serve) shares the same boards. The program is passed with
-each call as an object ref and cached by hash in the actor, so a restarted actor reloads it
-transparently and a retried task is correct.
+Actors are pinned with ``resources={kind: 1}`` (the ``cpu`` baseline asks for no custom resource), so
+on a multi-node cluster a board's actor lands on the node that advertises its kind. They restart up to
+``max_restarts`` times (on any node that advertises the kind: a replacement node after a node is lost)
+and are *named* (``fabric/<kind>/<i>``) so that every driver on the cluster (pipeline jobs, Tune trials,
+Serve) shares the same boards. The program is passed with each call as an object ref and cached by
+hash in the actor, so a restarted actor reloads it transparently and a retried task is correct.
+
+Every batch takes a ticket from one named scheduler actor (``fabric/scheduler``, pinned to the head
+node): round robin between tenants, per-tenant quotas, unhealthy boards drained
+(:mod:`actors._scheduling` holds the plain-Python core).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
 import ray
 
+from actors._scheduling import (
+    FAULT_MODES,
+    BoardScheduler,
+    DeviceFault,
+    Quota,
+    QuotaExceeded,
+    SimulatedFault,
+)
 from actors.base import get_runtime_class
 from fabric.records import Program, RunResult
 
-__all__ = ["DeviceActor", "DevicePool", "remote_runtime_class", "actor_options", "NAMESPACE"]
+__all__ = ["DeviceActor", "DevicePool", "remote_runtime_class", "actor_options", "scheduler", "pool_status",
+           "Quota", "QuotaExceeded", "DeviceFault", "FAULT_MODES", "NAMESPACE", "SCHEDULER_NAME"]
 
 NAMESPACE = "fabric"
+SCHEDULER_NAME = "scheduler"
+HEALTH_TIMEOUT_S = 3.0
 
 
 class DeviceActor:
-    """Thin actor body: holds one runtime; everything it does is the runtime's plain Python."""
+    """Thin actor body: holds one runtime (one board); everything it does is the runtime's plain Python.
+
+    Emulated boards accept simulated faults (:meth:`inject_fault`); ``health()`` merges the runtime's
+    own report with the fault state and the node the actor runs on.
+    """
 
     def __init__(self, kind: str, device_id: str) -> None:
+        self.kind = kind
+        self.device_id = device_id
         self.runtime = get_runtime_class(kind)(device_id=device_id)
         self.loaded: str | None = None
         self.busy_s = 0.0
         self.calls = 0
+        self.fault = SimulatedFault()
+        self._sched: Any = None
 
-    def execute(self, program: Program, program_hash: str, spikes: np.ndarray, record_raster: bool = False) -> RunResult:
+    def execute(self, program: Program, program_hash: str, spikes: np.ndarray, record_raster: bool = False,
+                ticket: int | None = None) -> RunResult:
+        """Run one batch; with a ``ticket`` the board itself returns it to the scheduler when done."""
         t0 = time.perf_counter()
-        if self.loaded != program_hash:
-            self.runtime.load(program)
-            self.loaded = program_hash
-        out = self.runtime.run(spikes, record_raster=record_raster)
-        self.busy_s += time.perf_counter() - t0
+        try:
+            self.fault.before_run(self.device_id)
+            if self.loaded != program_hash:
+                self.runtime.load(program)
+                self.loaded = program_hash
+            out = self.runtime.run(spikes, record_raster=record_raster)
+        except DeviceFault as exc:
+            self._release(ticket, time.perf_counter() - t0, False, str(exc))
+            raise
+        except Exception:
+            self._release(ticket, time.perf_counter() - t0, True, "")  # a bad batch, not a bad board
+            raise
+        dt = time.perf_counter() - t0
+        self.busy_s += dt
         self.calls += 1
+        self._release(ticket, dt, True, "")
         return out
+
+    def _release(self, ticket: int | None, busy_s: float, ok: bool, reason: str) -> None:
+        if ticket is None:
+            return
+        if self._sched is None:
+            self._sched = ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
+        self._sched.release.remote(ticket, busy_s, ok, reason)
 
     def compile(self, graph_dict: dict[str, Any], options: dict[str, Any] | None = None) -> Program:
         import nir
@@ -49,21 +93,123 @@ class DeviceActor:
 
     def health(self) -> dict[str, Any]:
         h = dict(self.runtime.health())
-        h.update(calls=self.calls, busy_s=self.busy_s, node_id=ray.get_runtime_context().get_node_id())
+        f = self.fault.health()
+        h.update(ok=bool(h.get("ok", True)) and f["ok"], fault=f["fault"], degraded=f["degraded"],
+                 calls=self.calls, busy_s=self.busy_s,
+                 node_id=ray.get_runtime_context().get_node_id() if ray.is_initialized() else None)
         return h
+
+    def inject_fault(self, mode: str, delay_s: float = 0.5, stuck_s: float = 3600.0) -> dict[str, Any]:
+        """Simulate a board fault (emulated kinds only): ``dead``, ``stuck`` or ``slow``."""
+        if not self.runtime.info().get("emulated", False):
+            raise ValueError(f"{self.device_id}: simulated faults are for emulated boards; this one is hardware")
+        self.fault.inject(mode, delay_s=delay_s, stuck_s=stuck_s)
+        return self.health()
+
+    def clear_fault(self) -> dict[str, Any]:
+        self.fault.clear()
+        return self.health()
 
     def info(self) -> dict[str, Any]:
         return self.runtime.info()
 
 
+class SchedulerActor:
+    """Async actor around :class:`BoardScheduler`: tickets wait on futures resolved by ``dispatch``."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._asyncio = asyncio
+        self.core = BoardScheduler()
+        self.futures: dict[int, Any] = {}
+
+    def _pump(self) -> None:
+        for tid, decision in self.core.dispatch():
+            fut = self.futures.get(tid)
+            if fut is None or fut.done():
+                continue
+            if isinstance(decision, BaseException):
+                fut.set_exception(decision)
+            else:
+                fut.set_result(decision)
+
+    async def register(self, kind: str, names: list[str]) -> None:
+        self.core.register(kind, names)
+        self._pump()
+
+    async def set_quota(self, tenant: str, quota: dict[str, Any] | None) -> None:
+        self.core.set_quota(tenant, None if quota is None else Quota(**quota))
+        self._pump()
+
+    async def request_many(self, kind: str, tenant: str, allowed: list[str], n: int) -> list[int]:
+        tids = [self.core.request(kind, tenant, allowed) for _ in range(n)]
+        loop = self._asyncio.get_running_loop()
+        for t in tids:
+            self.futures[t] = loop.create_future()
+        self._pump()
+        return tids
+
+    async def wait(self, ticket: int) -> str | dict[str, str]:
+        """The granted board's name, or ``{"error": ...}`` (quota spent, cancelled): never raises, so a
+        caller that gives up on its other tickets leaves no unhandled errors behind."""
+        fut = self.futures.get(ticket)
+        if fut is None:
+            return {"error": f"ticket {ticket} is not waiting (cancelled or already released)", "type": "KeyError"}
+        try:
+            return await fut
+        except self._asyncio.CancelledError:
+            return {"error": f"ticket {ticket} was cancelled", "type": "CancelledError"}
+        except Exception as exc:
+            return {"error": str(exc), "type": type(exc).__name__}
+        finally:
+            self.futures.pop(ticket, None)
+
+    async def release(self, ticket: int, busy_s: float = 0.0, ok: bool = True, reason: str = "") -> None:
+        self.core.release(ticket, busy_s, ok, reason)
+        self._pump()
+
+    async def cancel(self, tickets: list[int]) -> None:
+        for t in tickets:
+            self.core.cancel(t)
+            fut = self.futures.pop(t, None)
+            if fut is not None and not fut.done():
+                fut.cancel()
+        self._pump()
+
+    async def drain(self, board: str, reason: str) -> None:
+        self.core.drain(board, reason)
+
+    async def undrain(self, board: str) -> None:
+        self.core.undrain(board)
+        self._pump()
+
+    async def report_health(self, verdicts: list[tuple[str, bool, str]]) -> None:
+        for board, ok, reason in verdicts:
+            self.core.report_health(board, ok, reason)
+        self._pump()
+
+    async def status(self) -> dict[str, Any]:
+        return self.core.status()
+
+    async def grants(self, kind: str | None = None) -> list[tuple[int, str, str, str]]:
+        return self.core.grants(kind)
+
+
 def actor_options(kind: str, max_restarts: int = 3) -> dict[str, Any]:
-    opts: dict[str, Any] = {"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": 3}
+    """Resources and restart policy of a board actor (``max_concurrency=2``: health answers while busy).
+
+    ``max_task_retries=-1``: a call whose board died (node lost) waits for the restarted actor and runs
+    there; restarts themselves are bounded by ``max_restarts``, and application errors are never retried.
+    """
+    opts: dict[str, Any] = {"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": -1, "max_concurrency": 2}
     if kind != "cpu":
         opts["resources"] = {kind: 1}
     return opts
 
 
 _REMOTE = None
+_SCHED_CLS = None
 
 
 def remote_runtime_class():
@@ -74,18 +220,44 @@ def remote_runtime_class():
     return _REMOTE
 
 
-class DevicePool:
-    """``size`` named actors of one kind; ``run`` spreads batches over idle actors and queues the rest.
+def scheduler():
+    """The cluster's one board scheduler (created on first use, pinned to the head node, detached)."""
+    global _SCHED_CLS
+    if _SCHED_CLS is None:
+        _SCHED_CLS = ray.remote(SchedulerActor)
+    return _SCHED_CLS.options(name=SCHEDULER_NAME, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
+                              num_cpus=0, max_restarts=-1, max_concurrency=1000,
+                              resources={"node:__internal_head__": 0.001}).remote()
 
-    When every actor is busy, further batches wait in this pool's queue (``queued`` reports how many),
-    so a board is a shared resource, never oversubscribed.
+
+def _board_handle(name: str) -> Any:
+    return ray.get_actor(name, namespace=NAMESPACE)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+class DevicePool:
+    """``size`` named actors of one kind; ``run`` spreads batches over the boards the scheduler grants.
+
+    When every board is busy, batches wait for a ticket (``queued`` reports how many), so a board is a
+    shared resource, never oversubscribed. ``tenant``/``quota`` name who pays and the limits that apply
+    cluster-wide; ``call_timeout_s`` drains a board whose call hangs and re-queues its batch.
     """
 
-    def __init__(self, kind: str, size: int | None = None, max_restarts: int = 3) -> None:
+    def __init__(self, kind: str, size: int | None = None, max_restarts: int = 3, *, tenant: str = "default",
+                 quota: Quota | None = None, call_timeout_s: float | None = None, max_attempts: int = 3) -> None:
         if not ray.is_initialized():
             raise RuntimeError("DevicePool needs a connected fabric: call fabric.connect() first")
         get_runtime_class(kind)  # unknown kind -> error listing valid kinds
+        if not tenant or not isinstance(tenant, str):
+            raise ValueError(f"tenant must be a non-empty string, got {tenant!r}")
         self.kind = kind
+        self.tenant = tenant
+        self.call_timeout_s = call_timeout_s
+        self.max_attempts = max_attempts
         if size is None:
             size = max(1, int(ray.cluster_resources().get(kind, 1))) if kind != "cpu" else 1
         if kind != "cpu" and ray.cluster_resources().get(kind, 0) < 1:
@@ -93,42 +265,106 @@ class DevicePool:
                 f"no node of this cluster advertises the {kind!r} resource; start Ray with "
                 f"--resources='{{\"{kind}\": 1}}' or connect to a cluster that hosts it"
             )
-        cls = remote_runtime_class()
-        self.actors = [
-            cls.options(name=f"{kind}/{i}", namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
-                        **actor_options(kind, max_restarts)).remote(kind, f"{kind}-emu-{i}")
-            for i in range(size)
-        ]
+        self.max_restarts = max_restarts
+        self.names = [f"{kind}/{i}" for i in range(size)]
+        self.actors = [self._create(i) for i in range(size)]
+        self._handles = dict(zip(self.names, self.actors, strict=True))
+        self.sched = scheduler()
+        self.sched.register.remote(kind, self.names)
+        if quota is not None:
+            ray.get(self.sched.set_quota.remote(tenant, quota.to_dict()))
         self._refs: dict[str, ray.ObjectRef] = {}  # program digest -> object ref (put once)
         self.queued = 0
         self.in_flight = 0
 
+    def _create(self, i: int) -> Any:
+        """Board ``i``'s named actor: the existing one, or a new one (first use, or restarts spent)."""
+        return remote_runtime_class().options(
+            name=self.names[i], namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
+            **actor_options(self.kind, self.max_restarts)).remote(self.kind, f"{self.kind}-emu-{i}")
+
     def run(self, program: Program, batches: list[np.ndarray], record_raster: bool = False,
             progress: Any | None = None) -> list[RunResult]:
-        """Run every batch (in order of the returned list) on the pool's actors."""
+        """Run every batch (in order of the returned list) on the boards the scheduler grants."""
         phash = program.digest
         pref = self._refs.get(phash)
         if pref is None:
             pref = self._refs[phash] = ray.put(program)
-        results: list[RunResult | None] = [None] * len(batches)
-        idle = list(self.actors)
-        pending: dict[ray.ObjectRef, tuple[int, Any]] = {}
-        todo = list(enumerate(batches))
-        self.queued = len(todo)
-        while todo or pending:
-            while todo and idle:
-                i, b = todo.pop(0)
-                a = idle.pop()
-                pending[a.execute.remote(pref, phash, b, record_raster)] = (i, a)
-            self.queued, self.in_flight = len(todo), len(pending)
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                i, a = pending.pop(ref)
-                results[i] = ray.get(ref)
-                idle.append(a)
-                if progress is not None:
-                    progress.update(1)
-        self.queued = self.in_flight = 0
+        n = len(batches)
+        results: list[RunResult | None] = [None] * n
+        attempts = [0] * n
+        todo = deque(range(n))
+        waits: dict[ray.ObjectRef, tuple[int, int]] = {}
+        execs: dict[ray.ObjectRef, tuple[int, int, str, float]] = {}
+        live: set[int] = set()
+        last_probe = time.monotonic()
+        window = 1024  # tickets queued at the scheduler at once; fairness is decided there, per tenant
+
+        def retry(i: int, why: str) -> None:
+            attempts[i] += 1
+            if attempts[i] >= self.max_attempts:
+                raise RuntimeError(f"{self.kind}: batch {i} failed on {attempts[i]} boards (last: {why})")
+            todo.appendleft(i)
+
+        try:
+            while todo or waits or execs:
+                k = min(len(todo), window - len(waits) - len(execs))
+                if k > 0:
+                    idx = [todo.popleft() for _ in range(k)]
+                    try:
+                        tids = ray.get(self.sched.request_many.remote(self.kind, self.tenant, self.names, k))
+                    except ray.exceptions.RayTaskError as exc:
+                        raise _one_line(exc) from None
+                    for i, t in zip(idx, tids, strict=True):
+                        waits[self.sched.wait.remote(t)] = (i, t)
+                        live.add(t)
+                self.queued, self.in_flight = len(todo) + len(waits), len(execs)
+                ready, _ = ray.wait(list(waits) + list(execs), num_returns=1, timeout=1.0)
+                if not ready and waits and not execs and time.monotonic() - last_probe > 5.0:
+                    # waiting with nothing running: boards may be drained; a probe brings healthy ones back
+                    pool_status([self.kind])
+                    last_probe = time.monotonic()
+                for ref in ready:
+                    if ref in waits:
+                        i, t = waits.pop(ref)
+                        board = ray.get(ref)
+                        if isinstance(board, dict):
+                            live.discard(t)
+                            err = QuotaExceeded if board["type"] == "QuotaExceeded" else RuntimeError
+                            raise err(board["error"])
+                        h = self._handles[board]
+                        execs[h.execute.remote(pref, phash, batches[i], record_raster, t)] = (i, t, board, time.monotonic())
+                        continue
+                    i, t, board, _ = execs.pop(ref)
+                    live.discard(t)
+                    try:
+                        results[i] = ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = _unwrap(exc)
+                        if not isinstance(cause, DeviceFault):
+                            raise cause from None  # a bad batch or program: the caller's error
+                        retry(i, str(cause))  # the board drained itself when it returned its ticket
+                        continue
+                    except ray.exceptions.RayActorError as exc:  # restarts spent: recreate the board, retry
+                        self.sched.release.remote(t, 0.0, False, "")  # not drained: the board is re-created
+                        j = self.names.index(board)
+                        self.actors[j] = self._handles[board] = self._create(j)
+                        retry(i, f"{board}: {type(exc).__name__}")
+                        continue
+                    if progress is not None:
+                        progress.update(1)
+                if self.call_timeout_s is not None:
+                    now = time.monotonic()
+                    for ref, (i, t, board, t0) in list(execs.items()):
+                        if now - t0 > self.call_timeout_s:
+                            execs.pop(ref)
+                            live.discard(t)
+                            self.sched.release.remote(t, now - t0, False, f"call timed out after {self.call_timeout_s}s")
+                            retry(i, f"{board} timed out")
+        finally:
+            if live:
+                self.sched.cancel.remote(sorted(live))
+            self.queued = self.in_flight = 0
         return results  # type: ignore[return-value]
 
     def compile(self, graph: Any, options: dict[str, Any] | None = None) -> Program:
@@ -139,3 +375,73 @@ class DevicePool:
 
     def info(self) -> dict[str, Any]:
         return ray.get(self.actors[0].info.remote())
+
+    def inject_fault(self, index: int, mode: str, **kw: Any) -> dict[str, Any]:
+        """Simulate a fault on board ``index`` of this pool (emulated kinds)."""
+        if mode not in FAULT_MODES:
+            raise ValueError(f"fault mode must be one of {FAULT_MODES}, got {mode!r}")
+        return ray.get(self.actors[index].inject_fault.remote(mode, **kw))
+
+    def clear_fault(self, index: int) -> dict[str, Any]:
+        return ray.get(self.actors[index].clear_fault.remote())
+
+    def drain(self, index: int, reason: str = "drained by operator") -> None:
+        ray.get(self.sched.drain.remote(self.names[index], reason))
+
+    def undrain(self, index: int) -> None:
+        ray.get(self.sched.undrain.remote(self.names[index]))
+
+    def status(self) -> list[dict[str, Any]]:
+        return pool_status([self.kind])
+
+
+def _one_line(exc: BaseException) -> BaseException:
+    cause = _unwrap(exc)
+    if isinstance(cause, QuotaExceeded | KeyError):
+        return cause
+    return RuntimeError(str(cause).strip().splitlines()[-1])
+
+
+def pool_status(kinds: list[str] | None = None, probe: bool = True) -> list[dict[str, Any]]:
+    """Per board: ``{kind, name, node_id, healthy, drained, calls, busy_s, queued, tenant_usage, ...}``.
+
+    With ``probe`` each board's ``health()`` is asked (``HEALTH_TIMEOUT_S``); an unhealthy or silent
+    board is drained, a drained one that reports healthy again (after a health drain) is brought back.
+    """
+    if not ray.is_initialized():
+        raise RuntimeError("pool_status needs a connected fabric: call fabric.connect() first")
+    sched = scheduler()
+    st = ray.get(sched.status.remote())
+    names = sorted(n for n, b in st["boards"].items() if kinds is None or b["kind"] in kinds)
+    health: dict[str, dict[str, Any] | None] = {n: None for n in names}
+    if probe and names:
+        refs = {}
+        for n in names:
+            try:
+                refs[_board_handle(n).health.remote()] = n
+            except ValueError:  # actor not found (never created or gone)
+                pass
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=HEALTH_TIMEOUT_S)
+        for r in ready:
+            try:
+                health[refs[r]] = ray.get(r)
+            except ray.exceptions.RayError as exc:
+                health[refs[r]] = {"ok": False, "error": type(exc).__name__}
+        verdicts = []
+        for n in names:
+            h = health[n]
+            if h is None:
+                verdicts.append((n, False, f"unhealthy: no health answer in {HEALTH_TIMEOUT_S}s"))
+            else:
+                verdicts.append((n, bool(h.get("ok")), f"unhealthy: {h.get('fault') or h.get('error') or 'ok=False'}"))
+        ray.get(sched.report_health.remote(verdicts))
+        st = ray.get(sched.status.remote())
+    out = []
+    for n in names:
+        b, h = st["boards"][n], health[n] or {}
+        out.append({"kind": b["kind"], "name": n, "node_id": h.get("node_id"), "healthy": b["healthy"],
+                    "drained": b["drained"], "drain_reason": b["drain_reason"], "busy": b["busy"],
+                    "calls": b["calls"], "failures": b["failures"], "busy_s": b["busy_s"],
+                    "queued": st["queued"].get(b["kind"], 0), "tenant_usage": b["tenant_usage"],
+                    "fault": h.get("fault"), "degraded": bool(h.get("degraded"))})
+    return out

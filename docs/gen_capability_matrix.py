@@ -163,7 +163,8 @@ def try_kind(kind: str, graph: nir.NIRGraph, options: dict | None = None) -> tup
         res = rt.run(x)
         if res.counts.shape != (4, int(prog.meta["n_out"])):
             return "no", f"output shape {res.counts.shape}"
-        note = " (hybrid: tail on cpu)" if "fallback" in prog.meta else ""
+        fb = prog.meta.get("fallback")
+        note = "" if not fb else (" (hybrid: recurrent layer on cpu)" if fb.get("prefix_nodes") else " (hybrid: tail on cpu)")
         return "yes" + note, ""
     except UnsupportedNodeError as e:
         where = "" if e.kind == kind else f" (the fallback kind {e.kind!r} lacks it too)"
@@ -200,7 +201,9 @@ def main() -> int:
     lines += ["", "## With `fallback=\"hybrid\"`", "",
               "Probe: `Input -> Affine -> LIF -> Affine -> <node> -> Output`, compiled with "
               "`{\"fallback\": \"hybrid\"}`: where the kind lacks `<node>`, the graph from that layer on runs on "
-              "kind `cpu` (000 §III.6), which itself supports Affine/Linear/LIF/CubaLIF/IF/Flatten only.", "",
+              "kind `cpu` (000 §III.6), which itself supports Affine/Linear/LIF/CubaLIF/IF/LI/Flatten and "
+              "recurrent self-loops. The last row compiles the recurrent probe with the same option: a kind "
+              "that maps no recurrence (akida) runs the recurrent layer on `cpu` and the rest on the device.", "",
               "| tail node | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
     for t in TAIL_PROBES:
         cells = []
@@ -210,6 +213,14 @@ def main() -> int:
             if why:
                 notes.append(f"- **hybrid tail {t} / {kind}**: {why}")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    cells = []
+    for kind in kinds:
+        opts = {"fallback": "hybrid"} if kind not in ("cpu", "loihi") else None
+        cell, why = try_kind(kind, probe_recurrent(), opts)
+        cells.append(cell)
+        if why:
+            notes.append(f"- **hybrid LIF recurrent / {kind}**: {why}")
+    lines.append("| LIF recurrent (self-loop) | " + " | ".join(cells) + " |")
     lines += ["", "## Why not", "", *notes, "",
               f"_{len(PROBES) * len(kinds) + len(TAIL_PROBES) * len(kinds)} round trips in "
               f"{time.perf_counter() - t0:.1f} s._", ""]

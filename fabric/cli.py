@@ -109,7 +109,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     except SpecError as exc:
         return _fail(str(exc), 2)
     from fabric.connect import connect
-    from fabric.pipeline import format_kpi_table, format_neurobench, run_pipeline
+    from fabric.pipeline import format_kpi_table, format_neurobench, format_run_extras, run_pipeline
     from fabric.registry import Registry
 
     reg = Registry(a.store)
@@ -127,6 +127,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(f"{reused}/{len(summary.stages)} stages reused from the store\n")
         print(format_kpi_table(summary.kpis))
         print(format_neurobench(summary.neurobench))
+        print(format_run_extras(summary))
         print(f"\nreport artifact {summary.report_id}  ({'ALL KPI GATES PASS' if summary.passed else 'KPI GATES FAILED'})"
               f"  job time {summary.seconds:.1f}s")
     return 0 if summary.passed else 3
@@ -371,6 +372,11 @@ COMMANDS["data"] = cmd_data
 # Subcommands that live with their room: command -> module exposing ``add_parser(sub)`` (registers the
 # subparser; keeps heavy imports inside functions) and ``main(args) -> int``. One line per command.
 EXTENSIONS: dict[str, str] = {
+    "drift": "fabric.drift_cli",
+    "dashboard": "apps.dashboard_cli",
+    "tune": "tune.cli",
+    "serve": "serve.cli",
+    "compare": "fabric.compare_cli",
 }
 
 

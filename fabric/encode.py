@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from fabric.events import EventSet, events_to_frames
+from fabric.events import EVENT_DTYPE, EventSet, events_to_frames
 
 __all__ = [
     "ENCODERS",
@@ -33,6 +33,8 @@ __all__ = [
     "encode",
     "encode_with_meta",
     "encoder_params",
+    "EncoderParamError",
+    "validate_encoder_params",
     "decode",
     "rate_encode",
     "latency_encode",
@@ -257,6 +259,53 @@ def encoder_params(name: str, params: dict[str, Any] | None = None) -> dict[str,
     if unknown:
         raise ValueError(f"encoder.params: unknown parameter(s) {unknown} for encoder {name!r}; valid: {sorted(valid)}")
     return valid | dict(params or {})
+
+
+class EncoderParamError(ValueError):
+    """A bad ``encoder.params`` entry: ``param`` names it, ``reason`` says what is wrong (one line)."""
+
+    def __init__(self, param: str, reason: str) -> None:
+        self.param, self.reason = param, reason
+        super().__init__(f"encoder.params.{param}: {reason}")
+
+
+def _probe_input(name: str) -> np.ndarray | EventSet:
+    if name == "event_frames":
+        ev = np.zeros(2, dtype=EVENT_DTYPE)
+        ev["x"], ev["y"], ev["t"], ev["p"] = [0, 1], [0, 1], [0, 5], [0, 1]
+        return EventSet(events=[ev], sensor_size=(2, 2), duration_us=10)
+    return np.full((1, 2), 0.5, dtype=np.float32)
+
+
+def validate_encoder_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """Check ``params`` for encoder ``name`` before any data is touched; return them resolved.
+
+    Unknown names, values of the wrong type and out-of-range values raise :class:`EncoderParamError`
+    naming the parameter. Ranges are checked by running the encoder on a two-value probe input, so
+    the rule lives in one place (the encoder itself).
+    """
+    sig = inspect.signature(_fn(name))
+    defaults = {k: p.default for k, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and k != "seed"}
+    for key, value in (params or {}).items():
+        if key not in defaults:
+            raise EncoderParamError(key, f"unknown parameter for encoder {name!r}; valid: {sorted(defaults)}")
+        want = defaults[key]
+        if isinstance(want, bool):
+            if not isinstance(value, bool):
+                raise EncoderParamError(key, f"must be true or false, got {value!r}")
+        elif isinstance(want, int | float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise EncoderParamError(key, f"must be a number, got {value!r}")
+    resolved = defaults | dict(params or {})
+    try:
+        _fn(name)(_probe_input(name), 2, seed=0, **resolved)
+    except ValueError as exc:
+        msg = str(exc)
+        for key in resolved:
+            prefix = f"encoder.params.{key} "
+            if msg.startswith(prefix):
+                raise EncoderParamError(key, msg.removeprefix(prefix)) from None
+        raise EncoderParamError(next(iter(params or resolved), "?"), msg) from None
+    return resolved
 
 
 def encode(name: str, x: np.ndarray | EventSet, timesteps: int, seed: int,

@@ -24,6 +24,15 @@ b) + leak``, spike if ``v > thr``, reset to 0) onto those registers: the per-neu
 folded into the weight rows so one ``vth`` serves the layer, weights become signed mantissas of
 ``num_weight_bits`` bits times a shared ``2^weight_exp``, ``dv = round(4096 dt/tau)``, and ``du = 4095``
 (the current decays fully each step, so ``u`` is exactly this step's input, as in the float LIF).
+
+Recurrence (a LIF whose spikes feed back through a weight matrix, :mod:`fabric.recurrent`): a second
+Lava ``Dense`` from the LIF's ``s_out`` back to its own ``a_in``, with its own ``weight_exp``. Lava's
+Dense sends the accumulation of step ``t-1`` at step ``t``, so the recurrent input at step ``t`` is
+``W_rec s[t-1]``, which is the float reference's semantics; its ``a`` adds to the feed-forward ``a`` at
+the LIF's input port. A recurrent layer runs on its own per-step loop (:func:`_lif_recurrent`) that
+applies every int32/24-bit wrap and clip unconditionally (each is the identity when not triggered),
+so the feed-forward path above is untouched and stays bit-exact against Lava. The recurrent path is
+NOT checked against Lava here (toolchains/lava/run_lava.py builds feed-forward chains only).
 """
 
 from __future__ import annotations
@@ -117,6 +126,8 @@ class FixedLayer:
     vth: int
     bias_mant: np.ndarray  # int32 [n_out]
     bias_exp: np.ndarray  # int32 [n_out]
+    rec_weights: np.ndarray | None = None  # int32 [n_out, n_out]: a recurrent Dense s_out -> a_in
+    rec_weight_exp: int = 0
 
     @property
     def n_in(self) -> int:
@@ -134,6 +145,15 @@ class FixedLayer:
             raise ProgramRangeError(f"{self.name}: weights must be a 2-D integer array")
         if w.size and (w.min() < -(1 << 15) or w.max() >= (1 << 15)):
             raise ProgramRangeError(f"{self.name}: weights must fit int16 before Lava clips them to 8 bits")
+        if self.rec_weights is not None:
+            r = np.asarray(self.rec_weights)
+            if r.shape != (self.n_out, self.n_out) or r.dtype.kind not in "iu":
+                raise ProgramRangeError(f"{self.name}: rec_weights must be an integer [{self.n_out}, {self.n_out}] array")
+            if r.size and (r.min() < -(1 << 15) or r.max() >= (1 << 15)):
+                raise ProgramRangeError(f"{self.name}: rec_weights must fit int16 before Lava clips them to 8 bits")
+            if not LIMITS["weight_exp_min"] <= int(self.rec_weight_exp) <= LIMITS["weight_exp_max"]:
+                raise ProgramRangeError(f"{self.name}: rec_weight_exp={self.rec_weight_exp} outside "
+                                        f"[{LIMITS['weight_exp_min']}, {LIMITS['weight_exp_max']}]")
         checks = [
             ("du", self.du, 0, LIMITS["du_max"]),
             ("dv", self.dv, 0, LIMITS["dv_max"]),
@@ -272,8 +292,6 @@ def quantize_layer(layer: Layer, dt: float, *, num_weight_bits: int = 8, vth_tar
     (2^13 leaves 16 thresholds of headroom below v's -2^23 clip), the bias within mant<<exp, and
     ``u`` provably free of 24-bit wraps; failing that, the largest with ``vth`` and bias in range.
     """
-    if layer.recurrent is not None:
-        raise ValueError(f"{layer.name}: recurrent weights are not mapped by the loihi kind")
     n_bits = int(num_weight_bits)
     if n_bits < 2:
         raise ValueError("num_weight_bits must be at least 2 (1 bit leaves only the sign in mixed mode)")
@@ -349,11 +367,32 @@ def quantize_layer(layer: Layer, dt: float, *, num_weight_bits: int = 8, vth_tar
     checks.append(Check(name="bias exponent (3-bit)", used=int(be.max()) if be.size else 0, limit=LIMITS["bias_exp_max"]))
     checks.append(Check(name="weight precision", used=n_bits, limit=LIMITS["weight_bits"], unit="bits"))
 
+    rec_w, rec_exp, rec_err = None, 0, 0.0
+    if layer.recurrent is not None:
+        # the recurrent Dense gets its own weight_exp: the finest whose mantissas fit n bits, but not
+        # below n-9 (a smaller exponent floors the accumulated sum, coarser than one mantissa step)
+        g_rec = (syn_gain / thr_safe)[:, None] * np.asarray(layer.recurrent, dtype=np.float64)
+        target = g_rec * v_scale  # v units per recurrent spike
+        rec_exp = LIMITS["weight_exp_max"] + 1
+        for wexp in range(max(LIMITS["weight_exp_min"], n_bits - 9), LIMITS["weight_exp_max"] + 1):
+            if np.abs(np.round(target / 2.0 ** (15 - n_bits + wexp))).max(initial=0) <= m_max:
+                rec_exp = wexp
+                break
+        checks.append(Check(name="recurrent weight exponent (weights too large for 8-bit x 2^7)",
+                            used=rec_exp, limit=LIMITS["weight_exp_max"]))
+        rec_exp = min(rec_exp, LIMITS["weight_exp_max"])
+        step = 2.0 ** (15 - n_bits + rec_exp)
+        m_rec = np.clip(np.round(target / step), -m_max, m_max).astype(np.int64)
+        rec_w = (m_rec << (9 - n_bits)).astype(np.int32)
+        rn = float(np.linalg.norm(g_rec))
+        rec_err = float(np.linalg.norm(g_rec - m_rec * step / v_scale) / rn) if rn > 0 else 0.0
+        notes.append(f"{layer.name}: recurrent Dense, weight_exp {rec_exp}, relative weight error {100 * rec_err:.2f} %")
     fixed = FixedLayer(
         name=layer.name, weights=lava_w.astype(np.int32), weight_exp=int(chosen), num_weight_bits=n_bits,
         du=du, dv=dv, vth=int(np.clip(vth, 0, LIMITS["vth_max"])),
         bias_mant=np.clip(bm, LIMITS["bias_mant_min"], LIMITS["bias_mant_max"]).astype(np.int32),
         bias_exp=np.clip(be, 0, LIMITS["bias_exp_max"]).astype(np.int32),
+        rec_weights=rec_w, rec_weight_exp=int(rec_exp),
     )
     g_q = mant * delta
     gnorm = float(np.linalg.norm(g))
@@ -412,13 +451,16 @@ class CoreMap:
         return self.n_in * (full * synapse_bits_per_axon(self.per_core) + synapse_bits_per_axon(rest))
 
 
-def map_cores(shapes: Sequence[tuple[str, int, int]], neurons_per_core: int | Sequence[int] | None = None) -> list[CoreMap]:
+def map_cores(shapes: Sequence[tuple[str, int, int]], neurons_per_core: int | Sequence[int] | None = None,
+              recurrent: Sequence[bool] | None = None) -> list[CoreMap]:
     """Split each layer ``(name, n_in, n_out)`` over cores, output layer first (a layer's output
     axons depend on how many cores the next layer uses).
 
     Automatic: the most neurons per core (<= 1024) whose synapse memory and output axons fit.
     ``neurons_per_core`` forces the split (an int for all layers or one per layer), as nengo-loihi's
-    block shapes do; the fit report then shows any limit it breaks.
+    block shapes do; the fit report then shows any limit it breaks. A ``recurrent`` layer's cores also
+    take its own ``n_out`` spikes as input axons (and synapse memory), and its neurons' axons also
+    reach its own cores.
     """
     n = len(shapes)
     forced: list[int | None]
@@ -432,19 +474,24 @@ def map_cores(shapes: Sequence[tuple[str, int, int]], neurons_per_core: int | Se
             raise ValueError(f"neurons_per_core has {len(forced)} entries for {n} layers")
     out: list[CoreMap] = []
     targets = 1
-    for (name, n_in, n_out), force in zip(reversed(shapes), reversed(forced), strict=True):
+    rec = [False] * n if recurrent is None else [bool(r) for r in recurrent]
+    for (name, n_in, n_out), force, is_rec in zip(reversed(shapes), reversed(forced), reversed(rec), strict=True):
+        axons_in = n_in + (n_out if is_rec else 0)
         if force is not None:
             per = max(1, min(force, n_out))
         else:
             per = 1
             for cand in range(min(LIMITS["compartments_per_core"], n_out), 0, -1):
-                if (n_in * synapse_bits_per_axon(cand) <= LIMITS["synapse_bits_per_core"]
-                        and cand * targets <= LIMITS["output_axons_per_core"]):
+                reach = targets + (-(-n_out // cand) if is_rec else 0)
+                if (axons_in * synapse_bits_per_axon(cand) <= LIMITS["synapse_bits_per_core"]
+                        and cand * reach <= LIMITS["output_axons_per_core"]):
                     per = cand
                     break
-        cm = CoreMap(name=name, n_in=n_in, n_out=n_out, per_core=per, cores=-(-n_out // per), out_targets=targets)
+        own = -(-n_out // per)
+        cm = CoreMap(name=name, n_in=axons_in, n_out=n_out, per_core=per, cores=own,
+                     out_targets=targets + (own if is_rec else 0))
         out.append(cm)
-        targets = cm.cores
+        targets = own
     return out[::-1]
 
 
@@ -479,6 +526,9 @@ class _Plan:
     bias: np.ndarray  # float64 [n_out]
     vth64: float
     nnz_col: np.ndarray  # non-zero effective weights per input (synaptic-op counting)
+    rec_t: np.ndarray | None = None  # effective recurrent weights, transposed [n_out, n_out], float64
+    rec_weight_exp: int = 0
+    nnz_col_rec: np.ndarray | None = None
 
 
 def _plan(layer: FixedLayer) -> _Plan:
@@ -510,7 +560,13 @@ def _plan(layer: FixedLayer) -> _Plan:
         w_scale = 1
         dtype = np.float32 if row_abs < (1 << 24) else np.float64  # integer sums stay exact either way
         w_t = np.ascontiguousarray(w_eff.T, dtype=dtype)
+    rec_t = nnz_rec = None
+    if layer.rec_weights is not None:
+        r_eff = effective_weights(layer.rec_weights, layer.num_weight_bits)
+        rec_t = np.ascontiguousarray(r_eff.T, dtype=np.float64)
+        nnz_rec = (r_eff != 0).sum(axis=0).astype(np.float64)
     return _Plan(
+        rec_t=rec_t, rec_weight_exp=int(layer.rec_weight_exp), nnz_col_rec=nnz_rec,
         w_t=w_t, w_scale=w_scale, weight_exp=layer.weight_exp,
         u_simple=layer.du + DS_OFFSET == DECAY_UNITY and not u_wrap, u_wrap=u_wrap,
         v_clip=v_clip,
@@ -596,6 +652,40 @@ def _lif(act: np.ndarray, plan: _Plan, events: dict[str, int] | None) -> np.ndar
     return act > plan.vth64
 
 
+def _lif_recurrent(act: np.ndarray, plan: _Plan, events: dict[str, int] | None) -> np.ndarray:
+    """``PyLifModelBitAcc`` with a recurrent ``Dense`` from its own ``s_out`` (one step late, like every
+    Dense). Per step: ``a = a_ff[t] + shift(W_rec s[t-1])``, then the LIF update with every int32 and
+    24-bit wrap and the v clip applied unconditionally. Returns spikes ``[T, B, n]`` bool."""
+    assert plan.rec_t is not None
+    steps, bsz, n = act.shape
+    u, v = np.zeros((bsz, n)), np.zeros((bsz, n))
+    s_prev = np.zeros((bsz, n))
+    out = np.zeros((steps, bsz, n), dtype=bool)
+    for t in range(steps):
+        acc = s_prev @ plan.rec_t  # exact integer sums in float64
+        if plan.rec_weight_exp >= 0:
+            rec = acc * float(1 << (plan.rec_weight_exp + ACT_SHIFT))
+        else:
+            rec = np.floor(acc / float(1 << -plan.rec_weight_exp)) * float(1 << ACT_SHIFT)
+        u = np.trunc(u * plan.cu) + act[t] + rec
+        _wrap32(u)
+        hi, lo = u > MAX_UV, u <= -MAX_UV
+        if events is not None:
+            events["u_wraps"] += int(hi.sum() + lo.sum())
+        u[hi] -= 2 * MAX_UV
+        u[lo] += 2 * MAX_UV
+        vt = np.trunc(v * plan.cv) + u + plan.bias
+        _wrap32(vt)
+        if events is not None:
+            events["v_clips"] += int((vt < -V_LIMIT).sum())
+        np.maximum(vt, -V_LIMIT, out=vt)
+        s = vt > plan.vth64
+        v = np.where(s, 0.0, vt)
+        out[t] = s
+        s_prev = s.astype(np.float64)
+    return out
+
+
 def _run_chunk(plans: Sequence[_Plan], xt: np.ndarray, count_events: bool) -> tuple[list[np.ndarray], list[float], list[dict[str, int]]]:
     """All layers over all steps for one batch chunk ``xt [T, b, n_in]`` (time-major)."""
     rasters, ops, events = [], [], []
@@ -603,7 +693,12 @@ def _run_chunk(plans: Sequence[_Plan], xt: np.ndarray, count_events: bool) -> tu
     for plan in plans:
         ops.append(float(h.sum(axis=(0, 1), dtype=np.float64) @ plan.nnz_col))
         ev = {"u_wraps": 0, "v_clips": 0}
-        h = _lif(_drive(h, plan), plan, ev if count_events else None)
+        if plan.rec_t is None:
+            h = _lif(_drive(h, plan), plan, ev if count_events else None)
+        else:
+            h = _lif_recurrent(_drive(h, plan), plan, ev if count_events else None)
+            # the spikes of the last step are never delivered back (Dense sends them one step later)
+            ops[-1] += float(h[:-1].sum(axis=(0, 1), dtype=np.float64) @ plan.nnz_col_rec)
         rasters.append(h)
         events.append(ev)
     return rasters, ops, events
@@ -684,6 +779,9 @@ def layers_to_arrays(layers: Sequence[FixedLayer]) -> tuple[dict[str, np.ndarray
         meta.append({"name": layer.name, "n_in": layer.n_in, "n_out": layer.n_out, "weight_exp": int(layer.weight_exp),
                      "num_weight_bits": int(layer.num_weight_bits), "du": int(layer.du), "dv": int(layer.dv),
                      "vth": int(layer.vth)})
+        if layer.rec_weights is not None:
+            arrays[f"l{i}.rec_weights"] = np.asarray(layer.rec_weights, dtype=np.int32)
+            meta[-1]["rec_weight_exp"] = int(layer.rec_weight_exp)
     return arrays, meta
 
 
@@ -692,7 +790,10 @@ def layers_from_arrays(arrays: dict[str, np.ndarray], meta: Sequence[dict[str, A
         FixedLayer(name=m["name"], weights=np.asarray(arrays[f"l{i}.weights"]).astype(np.int32),
                    weight_exp=int(m["weight_exp"]), num_weight_bits=int(m["num_weight_bits"]), du=int(m["du"]),
                    dv=int(m["dv"]), vth=int(m["vth"]), bias_mant=np.asarray(arrays[f"l{i}.bias_mant"]).astype(np.int32),
-                   bias_exp=np.asarray(arrays[f"l{i}.bias_exp"]).astype(np.int32))
+                   bias_exp=np.asarray(arrays[f"l{i}.bias_exp"]).astype(np.int32),
+                   rec_weights=(np.asarray(arrays[f"l{i}.rec_weights"]).astype(np.int32)
+                                if f"l{i}.rec_weights" in arrays else None),
+                   rec_weight_exp=int(m.get("rec_weight_exp", 0)))
         for i, m in enumerate(meta)
     ]
 

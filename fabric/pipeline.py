@@ -1,5 +1,6 @@
-"""The NMLOps job as a stage graph: data -> encode -> train -> export (NIR) -> compile[kind] ->
-evaluate[kind] on device actors -> report (KPI table + gates).
+"""The NMLOps job as a stage graph: requirements -> data -> encode -> train -> neurobench -> compress
+-> export (NIR) -> compile[kind] -> evaluate[kind] on device actors -> golden[kind] -> deploy[kind]
+(only kinds whose KPI gates pass) -> report (KPI table + gates, Markdown + PNG).
 
 Every stage's output is a registry artifact keyed by the hashes of its inputs and the spec fields it
 reads, so a rerun with the same spec reuses what is done and a crashed job resumes at the first stage
@@ -23,17 +24,19 @@ import numpy as np
 import torch
 
 from fabric.data import from_parquet_bytes, load_builtin, split, to_parquet_bytes
-from fabric.encode import encode
+from fabric.encode import encode_with_meta
 from fabric.records import FitError, Program
 from fabric.registry import ArtifactRecord, Registry
 from fabric.snn import LifMLP, export_nir
 from fabric.spec import Spec
 from fabric.train import train_model, train_on_cluster
 
-__all__ = ["run_pipeline", "RunSummary", "format_neurobench", "StageOutcome", "KPIRow", "format_kpi_table", "nir_to_bytes", "nir_from_bytes"]
+__all__ = ["run_pipeline", "RunSummary", "format_neurobench", "StageOutcome", "KPIRow", "format_kpi_table", "nir_to_bytes",
+           "nir_from_bytes", "format_compression", "format_golden", "format_run_extras", "format_deployments", "STAGE_VERSIONS"]
 
 # bump a stage's version when its code changes meaning, so stale cache entries are not reused
-STAGE_VERSIONS = {"data": 1, "encode": 1, "train": 1, "neurobench": 1, "export": 1, "compile": 1, "evaluate": 2}
+STAGE_VERSIONS = {"requirements": 1, "data": 1, "encode": 2, "train": 2, "neurobench": 1, "compress": 1, "export": 1,
+                  "compile": 1, "evaluate": 2, "golden": 1, "deploy": 1}
 LATENCY_PROBE = 32  # samples run one at a time for the latency distribution
 
 
@@ -80,6 +83,11 @@ class RunSummary:
     report_id: str
     seconds: float
     neurobench: dict[str, Any] = field(default_factory=dict)
+    compression: dict[str, Any] = field(default_factory=dict)  # variants measured against the baseline
+    golden: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> golden agreement
+    deployments: dict[str, str] = field(default_factory=dict)  # kind -> deployment artifact id
+    markdown_id: str = ""
+    png_id: str = ""
 
     @property
     def passed(self) -> bool:
@@ -165,7 +173,12 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
     R = _Runner(spec, registry, progress, use_cache, log)
     sh, seeds = spec.hash, {"seed": spec.seed}
 
-    # 1. data
+    # 1. requirements: the validated spec itself, so every run's lineage starts from what was asked
+    req_rec = R.stage("requirements", [sh], lambda: registry.put_json(
+        {"spec": spec.to_dict(), "spec_hash": sh}, kind="report", name=f"{spec.name}/requirements", spec_hash=sh,
+        seeds=seeds, extra={"what": "validated spec"}))
+
+    # 2. data
     def build_data() -> ArtifactRecord:
         ds = load_builtin(spec.dataset.name, spec.dataset.limit)
         sp = split(len(ds.y), spec.dataset.test_fraction, spec.dataset.val_fraction, spec.seed)
@@ -175,12 +188,11 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
 
     data_rec = R.stage("data", [spec.dataset.model_dump(), spec.seed], build_data)
 
-    # 2. encode
+    # 3. encode (every encoder parameter stored, defaults resolved, with the input kind and decoder)
     def build_encoding() -> ArtifactRecord:
         ds, sp = from_parquet_bytes(registry.get(data_rec.id))
-        spikes = encode(spec.encoder.name, ds.x, spec.encoder.timesteps, spec.seed, spec.encoder.params)
-        meta = {"encoder": spec.encoder.name, "timesteps": spec.encoder.timesteps, "params": spec.encoder.params,
-                "seed": spec.seed, "n_classes": len(ds.classes)}
+        spikes, meta = encode_with_meta(spec.encoder.name, ds.x, spec.encoder.timesteps, spec.seed, spec.encoder.params)
+        meta = meta | {"n_classes": len(ds.classes), "classes": list(ds.classes)}
         return registry.put(_pack_spikes(spikes, ds.y, sp, meta), kind="encoding", name=f"{ds.name}/{spec.encoder.name}",
                             parents=[data_rec.id], spec_hash=sh, seeds=seeds, extra=meta | {"shape": list(spikes.shape)})
 
@@ -189,54 +201,63 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
     n_out = int(enc_meta["n_classes"])
     train_mask, test_mask = splits == "train", splits == "test"
 
-    # 3. train
+    # 4. train
     def build_model() -> ArtifactRecord:
         import ray
 
         trainer = train_on_cluster if ray.is_initialized() else train_model
         res = trainer(spec, spikes[train_mask], labels[train_mask], n_out, progress=progress)
-        buf = io.BytesIO()
-        torch.save({"state_dict": res.model.state_dict(), "n_in": spikes.shape[2], "n_out": n_out,
-                    "hidden": list(spec.model.hidden), "beta": spec.model.beta, "threshold": spec.model.threshold}, buf)
         last = res.history[-1]
         log(f"[train] {len(res.history)} epochs in {res.seconds:.1f}s on {res.device}: loss {last['loss']:.3f}, "
             f"train accuracy {last['train_accuracy']:.3f}")
-        return registry.put(buf.getvalue(), kind="model", name=f"{spec.name}/lif_mlp", parents=[enc_rec.id], spec_hash=sh,
-                            seeds=seeds, extra={"history": res.history, "train_seconds": res.seconds, "device": res.device,
-                                                "template": spec.model.template})
+        return registry.put(_model_bytes(res.model), kind="model", name=f"{spec.name}/lif_mlp", parents=[enc_rec.id],
+                            spec_hash=sh, seeds=seeds, extra={"history": res.history, "train_seconds": res.seconds,
+                                                              "device": res.device, "template": spec.model.template,
+                                                              "variant": "baseline"})
 
     model_rec = R.stage("train", [enc_rec.id, spec.model.model_dump(), spec.train.model_dump(), spec.seed], build_model)
 
-    def load_model() -> LifMLP:
-        ck = torch.load(io.BytesIO(registry.get(model_rec.id)), weights_only=True)
-        m = LifMLP(ck["n_in"], ck["hidden"], ck["n_out"], ck["beta"], ck["threshold"])
-        m.load_state_dict(ck["state_dict"])
-        return m.eval()
-
-    # 4. NeuroBench static + workload metrics of the trained model on the test split
+    # 5. NeuroBench static + workload metrics of the trained model on the test split
     def build_neurobench() -> ArtifactRecord:
         from fabric.evaluate import neurobench_metrics
 
-        res = neurobench_metrics(load_model(), spikes[test_mask], labels[test_mask], spec.eval_batch_size)
+        res = neurobench_metrics(_load_model(registry, model_rec.id), spikes[test_mask], labels[test_mask],
+                                 spec.eval_batch_size)
         return registry.put_json(res, kind="report", name=f"{spec.name}/neurobench", parents=[model_rec.id, enc_rec.id],
                                  spec_hash=sh, seeds=seeds, extra={"metrics": sorted(res)})
 
     nb_rec = R.stage("neurobench", [model_rec.id, enc_rec.id], build_neurobench)
     nb = registry.get_json(nb_rec.id)
 
-    # 4. export to NIR (validated by reading it back with nir's type checks)
+    # 6. compression: each variant a model artifact, measured against the baseline
+    compression: dict[str, Any] = {}
+    deploy_model_id = model_rec.id
+    c = spec.compress
+    if any(v is not None for v in (c.prune, c.structured, c.qat_bits, c.state_bits)):
+        comp_rec = R.stage("compress", [model_rec.id, enc_rec.id, c.model_dump(), spec.targets, spec.seed,
+                                        spec.train.batch_size, spec.eval_batch_size],
+                           lambda: _compress(registry, spec, model_rec.id, enc_rec.id, spikes, labels, train_mask,
+                                             test_mask, progress, log))
+        compression = registry.get_json(comp_rec.id)
+        deploy_model_id = compression["deploy_model_id"]
+        log(f"[compress] deploying variant {compression['deploy']!r} ({deploy_model_id[:12]})")
+
+    # 7. export to NIR (validated by reading it back with nir's type checks)
     def build_nir() -> ArtifactRecord:
-        graph = export_nir(load_model(), metadata={"timesteps": spec.encoder.timesteps, "model_artifact": model_rec.id})
+        graph = export_nir(_load_model(registry, deploy_model_id),
+                           metadata={"timesteps": spec.encoder.timesteps, "model_artifact": deploy_model_id})
         data = nir_to_bytes(graph)
         nir_from_bytes(data)  # must pass nir.read + type inference
-        return registry.put(data, kind="nir", name=f"{spec.name}.nir", parents=[model_rec.id], spec_hash=sh, seeds=seeds,
-                            extra={"nodes": list(graph.nodes), "format": "nir-hdf5"})
+        return registry.put(data, kind="nir", name=f"{spec.name}.nir", parents=[deploy_model_id], spec_hash=sh,
+                            seeds=seeds, extra={"nodes": list(graph.nodes), "format": "nir-hdf5"})
 
-    nir_rec = R.stage("export", [model_rec.id], build_nir)
+    nir_rec = R.stage("export", [deploy_model_id], build_nir)
     graph = nir_from_bytes(registry.get(nir_rec.id))
 
-    # 5-6. per kind: compile, then evaluate on the device actors
+    # 8-10. per kind: compile, evaluate on the device actors, golden equivalence
     rows: list[KPIRow] = []
+    placed: dict[str, tuple[Any, Program, str, str]] = {}  # kind -> (pool, program, program id, evaluation id)
+    golden: dict[str, dict[str, Any]] = {}
     for kind in spec.targets:
         pool = DevicePool(kind)
         try:
@@ -252,24 +273,145 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
                              registry, pool, program, prog_rec.id, enc_rec.id, kind, spikes[test_mask],
                              labels[test_mask], spec, progress))
         rows.append(KPIRow(**registry.get_json(ev_rec.id)))
+        placed[kind] = (pool, program, prog_rec.id, ev_rec.id)
+        if spec.golden.samples:
+            from fabric.golden import lava_python
+
+            lava = str(lava_python())
+            # the toolchain's presence is part of the key: a run after installing Lava redoes the check
+            g_rec = R.stage(f"golden[{kind}]", [prog_rec.id, enc_rec.id, spec.golden.samples, lava, os.path.exists(lava)],
+                            lambda program=program, prog_rec=prog_rec, kind=kind: _golden(
+                                registry, program, prog_rec.id, enc_rec.id, kind, spikes[test_mask][:spec.golden.samples],
+                                sh))
+            golden[kind] = registry.get_json(g_rec.id)
+            log(f"[golden[{kind}]] {golden[kind]['status']}: {golden[kind]['summary']}")
 
     for row in rows:
-        row.gates = _gates(spec, row)
+        row.gates = _gates(spec, row, golden.get(row.kind))
+
+    # 11. deploy the kinds whose gates all pass; warm their actors so the first request is not cold
+    deployments: dict[str, str] = {}
+    for row in rows:
+        if not row.passed or row.kind not in placed:
+            continue
+        pool, program, prog_id, ev_id = placed[row.kind]
+        dep_rec = R.stage(f"deploy[{row.kind}]", [prog_id, ev_id, enc_rec.id, deploy_model_id, nir_rec.id, sh],
+                          lambda kind=row.kind, prog_id=prog_id, ev_id=ev_id: _deploy(
+                              registry, spec, kind, prog_id, ev_id, deploy_model_id, nir_rec.id, enc_meta, enc_rec.id,
+                              spikes.shape[2], n_out))
+        deployments[row.kind] = dep_rec.id
+        warm = pool.run(program, [spikes[test_mask][:1]] * len(pool.actors))
+        log(f"[deploy[{row.kind}]] {dep_rec.id[:12]}; {len(warm)} actor(s) warm")
+
+    # 12. report
     report = {"spec": spec.to_dict(), "spec_hash": sh, "kpis": [asdict(r) | {"passed": r.passed} for r in rows],
-              "stages": [asdict(o) for o in R.outcomes], "neurobench": nb,
-              "table": format_kpi_table(rows) + "\n" + format_neurobench(nb)}
+              "stages": [asdict(o) for o in R.outcomes], "neurobench": nb, "compression": compression,
+              "golden": golden, "deployments": deployments, "requirements_id": req_rec.id,
+              "table": (format_kpi_table(rows) + "\n" + format_neurobench(nb)
+                        + ("\n" + format_compression(compression) if compression else "")
+                        + ("\n" + format_golden(golden) if golden else "")
+                        + "\n" + format_deployments(rows, deployments))}
     parents = sorted({o.artifact for o in R.outcomes})
     rep = registry.put_json(report, kind="report", name=f"{spec.name}/kpi-report", parents=parents, spec_hash=sh, seeds=seeds,
-                            extra={"passed": all(r.passed for r in rows), "targets": spec.targets})
+                            extra={"passed": all(r.passed for r in rows), "targets": spec.targets,
+                                   "deployed": sorted(deployments)})
     from fabric.report import render_kpi_png, render_markdown
 
-    png = registry.put(render_kpi_png(report["kpis"], spec.name), kind="report", name=f"{spec.name}/kpis.png",
+    png = registry.put(render_kpi_png(report["kpis"], spec.name, compression), kind="report", name=f"{spec.name}/kpis.png",
                        parents=[rep.id], spec_hash=sh, extra={"format": "png"})
     md = registry.put(render_markdown(report, png.id).encode(), kind="report", name=f"{spec.name}/report.md",
                       parents=[rep.id, png.id], spec_hash=sh, extra={"format": "markdown"})
     log(f"[report] markdown {md.id[:12]}, plot {png.id[:12]} (fabric registry cat ID --out FILE)")
     return RunSummary(spec_name=spec.name, spec_hash=sh, store=registry.url, stages=R.outcomes, kpis=rows,
-                      report_id=rep.id, seconds=time.perf_counter() - t_start, neurobench=nb)
+                      report_id=rep.id, seconds=time.perf_counter() - t_start, neurobench=nb, compression=compression,
+                      golden=golden, deployments=deployments, markdown_id=md.id, png_id=png.id)
+
+
+def _model_bytes(model: LifMLP, **extra: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save({"state_dict": model.state_dict(), "n_in": model.fcs[0].in_features, "n_out": model.fcs[-1].out_features,
+                "hidden": [fc.out_features for fc in model.fcs[:-1]], "beta": model.beta, "threshold": model.threshold,
+                **extra}, buf)
+    return buf.getvalue()
+
+
+def _load_checkpoint(registry: Registry, model_id: str) -> dict[str, Any]:
+    return torch.load(io.BytesIO(registry.get(model_id)), weights_only=True)
+
+
+def _load_model(registry: Registry, model_id: str) -> LifMLP:
+    """The exportable LIF network of a model artifact (baseline or any compressed variant)."""
+    ck = _load_checkpoint(registry, model_id)
+    m = LifMLP(ck["n_in"], list(ck["hidden"]), ck["n_out"], ck["beta"], ck["threshold"])
+    m.load_state_dict(ck["state_dict"])
+    return m.eval()
+
+
+def _compress(registry: Registry, spec: Spec, model_id: str, enc_id: str, spikes: np.ndarray, labels: np.ndarray,
+              train_mask: np.ndarray, test_mask: np.ndarray, progress: bool, log: Callable[[str], None]) -> ArtifactRecord:
+    from fabric.compress import compress_variants, measure
+
+    base = _load_model(registry, model_id)
+    xt, yt = spikes[test_mask], labels[test_mask]
+    rows = [{"variant": "baseline", "model_id": model_id, "params": {}} | measure(base, xt, yt, spec.eval_batch_size)]
+    variants = compress_variants(base, spikes[train_mask], labels[train_mask], spec.compress, list(spec.targets),
+                                 seed=spec.seed, batch_size=spec.train.batch_size, progress=progress, log=log)
+    prev = model_id
+    for v in variants:
+        from fabric.compress import base_model
+
+        m = base_model(v.model)
+        rec = registry.put(_model_bytes(m, variant=v.name, state_bits=v.params.get("state_bits"),
+                                        weight_bits=v.params.get("weight_bits")),
+                           kind="model", name=f"{spec.name}/lif_mlp-{v.name}", parents=sorted({model_id, prev}),
+                           spec_hash=spec.hash, seeds={"seed": spec.seed},
+                           extra={"variant": v.name, "baseline": model_id, "params": v.params, "history": v.history})
+        row = measure(v.model, xt, yt, spec.eval_batch_size, v.params.get("weight_bits"))
+        rows.append({"variant": v.name, "model_id": rec.id, "params": v.params, "finetune": v.history} | row)
+        log(f"[compress] {v.name}: accuracy {row['accuracy']:.3f} (baseline {rows[0]['accuracy']:.3f}), "
+            f"{row['nonzero_weights']} non-zero weights, synops {row['synops']:.0f}")
+        prev = rec.id
+    want = spec.compress.deploy
+    chosen = rows[-1] if want == "last" else next(r for r in rows if r["variant"] == want)
+    out = {"variants": rows, "deploy": chosen["variant"], "deploy_model_id": chosen["model_id"],
+           "note": "NeuroBench metrics per variant on the test split (float simulation; state variant with its "
+                   "quantized membrane); devices re-quantize weights to their own precision at compile time"}
+    return registry.put_json(out, kind="report", name=f"{spec.name}/compression",
+                             parents=[r["model_id"] for r in rows] + [enc_id], spec_hash=spec.hash,
+                             seeds={"seed": spec.seed}, extra={"variants": [r["variant"] for r in rows],
+                                                               "deploy": chosen["variant"]})
+
+
+def _golden(registry: Registry, program: Program, prog_id: str, enc_id: str, kind: str, x: np.ndarray,
+            sh: str) -> ArtifactRecord:
+    """Agreement of the device program with the kind's golden reference on a few test samples."""
+    if kind != "loihi":
+        out = {"kind": kind, "status": "no reference", "summary": f"no golden reference for {kind}", "samples": 0}
+    else:
+        from fabric.golden import GoldenUnavailable, golden_check
+
+        try:
+            res = golden_check(program, x)
+            out = {"kind": kind, "status": "bit-exact" if res.bit_exact else "mismatch", "summary": res.summary(),
+                   "samples": res.samples, "max_error": 0 if res.bit_exact else 1, "result": res.to_dict()}
+        except GoldenUnavailable as exc:
+            out = {"kind": kind, "status": "unavailable", "summary": str(exc), "samples": 0, "reason": exc.reason}
+    return registry.put_json(out, kind="report", name=f"{kind}-golden", parents=[prog_id, enc_id], spec_hash=sh,
+                             device_id=kind, extra={"kind": kind, "status": out["status"]})
+
+
+def _deploy(registry: Registry, spec: Spec, kind: str, prog_id: str, ev_id: str, model_id: str, nir_id: str,
+            enc_meta: dict[str, Any], enc_id: str, n_in: int, n_out: int) -> ArtifactRecord:
+    """The deployment record the Serve room consumes (fields fixed by issue #6)."""
+    earlier = [r for r in registry.ls("deployment") if r.name == f"{spec.name}/{kind}"]
+    dep = {"kind": kind, "program_id": prog_id, "model_id": model_id, "nir_id": nir_id, "encoding_id": enc_id,
+           "encoder": {"name": enc_meta["encoder"], "timesteps": int(enc_meta["timesteps"]),
+                       "params": dict(enc_meta["params"]), "seed": int(enc_meta["seed"])},
+           "n_in": int(n_in), "n_out": int(n_out), "classes": list(enc_meta.get("classes", [])),
+           "kpis": spec.kpis.model_dump(), "spec_name": spec.name, "spec_hash": spec.hash,
+           "version": len(earlier) + 1}
+    return registry.put_json(dep, kind="deployment", name=f"{spec.name}/{kind}", parents=[prog_id, ev_id],
+                             spec_hash=spec.hash, device_id=kind, extra={"kind": kind, "version": dep["version"]})
 
 
 def _compile(registry: Registry, pool: Any, graph: nir.NIRGraph, kind: str, nir_id: str, sh: str) -> ArtifactRecord:
@@ -313,10 +455,13 @@ def _evaluate(registry: Registry, pool: Any, program: Program, prog_id: str, enc
                              spec_hash=spec.hash, device_id=kind, extra={"kind": kind, "test_samples": n})
 
 
-def _gates(spec: Spec, row: KPIRow) -> dict[str, bool]:
+def _gates(spec: Spec, row: KPIRow, golden: dict[str, Any] | None = None) -> dict[str, bool]:
     k = spec.kpis
     if row.status != "ok":
         return {"fits": False}
+    extra = {}
+    if golden is not None and golden["status"] in ("bit-exact", "mismatch"):
+        extra["golden"] = golden["status"] == "bit-exact"  # a reference that disagrees fails the kind
     checks = {
         "accuracy": (k.min_accuracy, row.accuracy, lambda lim, v: v >= lim),
         "latency_p50": (k.max_latency_p50_ms, row.latency_p50_ms, lambda lim, v: v <= lim),
@@ -324,7 +469,47 @@ def _gates(spec: Spec, row: KPIRow) -> dict[str, bool]:
         "energy": (k.max_energy_mj, row.energy_mj, lambda lim, v: v <= lim),
         "footprint": (k.max_footprint_kb, row.footprint_kb, lambda lim, v: v <= lim),
     }
-    return {name: bool(ok(lim, v)) for name, (lim, v, ok) in checks.items() if lim is not None and v is not None}
+    return {name: bool(ok(lim, v)) for name, (lim, v, ok) in checks.items() if lim is not None and v is not None} | extra
+
+
+def format_compression(comp: dict[str, Any]) -> str:
+    """Each compressed variant against the baseline (NeuroBench on the float model, test split)."""
+    head = (f"{'variant':<12}{'accuracy':>9}{'d acc':>8}{'params':>9}{'nonzero w':>11}{'w bits':>8}{'KB @bits':>10}"
+            f"{'synops':>10}  how")
+    lines = ["compression (NeuroBench per variant, test split; deployed: " + comp.get("deploy", "-") + ")", head,
+             "-" * len(head)]
+    base = comp["variants"][0]
+    for r in comp["variants"]:
+        how = ", ".join(f"{k}={v}" for k, v in r["params"].items() if k != "bits_from")
+        lines.append(f"{r['variant']:<12}{r['accuracy']:>9.3f}{r['accuracy'] - base['accuracy']:>+8.3f}"
+                     f"{r['parameters']:>9}{r['nonzero_weights']:>11}{r['weight_bits'] or 32:>8}"
+                     f"{r['weights_bytes_at_precision'] / 1024:>10.2f}{r['synops']:>10.0f}  {how}")
+    return "\n".join(lines)
+
+
+def format_run_extras(summary: RunSummary) -> str:
+    """Compression variants, golden agreement and deployments of a run, for the CLI after the KPI table."""
+    parts = []
+    if summary.compression:
+        parts.append(format_compression(summary.compression))
+    if summary.golden:
+        parts.append(format_golden(summary.golden))
+    parts.append(format_deployments(summary.kpis, summary.deployments))
+    if summary.markdown_id:
+        parts.append(f"report: markdown {summary.markdown_id[:12]}, plot {summary.png_id[:12]} "
+                     "(fabric registry cat ID --out FILE)")
+    return "\n".join(parts)
+
+
+def format_golden(golden: dict[str, dict[str, Any]]) -> str:
+    return "\n".join(["golden equivalence (device program vs reference, test samples):"]
+                     + [f"  {k}: {g['status']} - {g['summary']}" for k, g in golden.items()])
+
+
+def format_deployments(rows: list[KPIRow], deployments: dict[str, str]) -> str:
+    held = [r.kind for r in rows if r.kind not in deployments]
+    dep = ", ".join(f"{k} ({v[:12]})" for k, v in deployments.items()) or "none"
+    return f"deployed: {dep}" + (f"; not deployed (gate failed or does not fit): {', '.join(held)}" if held else "")
 
 
 def format_neurobench(nb: dict[str, Any]) -> str:

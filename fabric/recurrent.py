@@ -39,6 +39,7 @@ __all__ = [
     "build_recurrent_graph",
     "simulate_recurrent",
     "readout_counts",
+    "train_recurrent",
 ]
 
 SYNAPSE_TYPES: tuple[type, ...] = (nir.Affine, nir.Linear)
@@ -302,3 +303,85 @@ def readout_counts(layer: Layer, raster: np.ndarray, mem: np.ndarray) -> np.ndar
     """Per-sample scores ``[B, n_out]``: spike counts, or the time-averaged membrane of an ``li`` layer
     (ReckOn's classification readout: the output with the highest output averaged over timesteps)."""
     return mem.mean(axis=1) if layer.neuron == "li" else raster.sum(axis=1)
+
+
+def train_recurrent(
+    spikes: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n_hidden: int = 32,
+    epochs: int = 3,
+    lr: float = 5e-3,
+    beta: float = 0.9,
+    threshold: float = 1.0,
+    batch_size: int = 32,
+    seed: int = 0,
+    output: str = "lif",
+    dt: float = 1e-3,
+    init_gain: float = 1.0,
+) -> nir.NIRGraph:
+    """Train a one-hidden-layer recurrent LIF network (BPTT, fast-sigmoid surrogate) and export it with
+    :func:`build_recurrent_graph`.
+
+    Why here: the recurrent model every kind is checked on should be a trained one, and its forward pass
+    is exactly the reference semantics of this module (``v <- beta v + W_in x + b + W_rec s[t-1]``, spike
+    if ``v > threshold``, reset to zero); the loss is cross-entropy on output spike counts (``lif``) or on
+    the time-averaged output membrane (``li``). Seeded; CPU; meant for small models.
+    """
+    import torch
+    from torch import nn
+
+    x_all = torch.as_tensor(np.asarray(spikes), dtype=torch.float32)
+    y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    if x_all.ndim != 3 or len(x_all) != len(y_all):
+        raise ValueError(f"spikes must be [B, T, n_in] with one label per sample, got {list(x_all.shape)} and "
+                         f"{len(y_all)} labels")
+    n_in, n_out = int(x_all.shape[2]), int(y_all.max()) + 1
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    fc_in, fc_out = nn.Linear(n_in, n_hidden), nn.Linear(n_hidden, n_out)
+    with torch.no_grad():  # start near firing: torch's default init leaves sparse spike inputs sub-threshold
+        fc_in.weight.mul_(init_gain)
+        fc_out.weight.mul_(init_gain)
+    w_rec = nn.Parameter(torch.randn(n_hidden, n_hidden, generator=gen) * (0.2 / np.sqrt(n_hidden)))
+    params = [*fc_in.parameters(), *fc_out.parameters(), w_rec]
+    opt = torch.optim.Adam(params, lr=lr)
+
+    def spike(v: torch.Tensor) -> torch.Tensor:
+        sg = v / (1 + 25 * v.abs())  # fast sigmoid surrogate (slope 25), straight-through forward
+        return (v > 0).float() + (sg - sg.detach())
+
+    def forward(xb: torch.Tensor) -> torch.Tensor:
+        b = xb.shape[0]
+        v_h, s_h = torch.zeros(b, n_hidden), torch.zeros(b, n_hidden)
+        v_o, score = torch.zeros(b, n_out), torch.zeros(b, n_out)
+        for t in range(xb.shape[1]):
+            v_h = beta * v_h + fc_in(xb[:, t]) + s_h @ w_rec.T
+            s_h = spike(v_h - threshold)
+            v_h = v_h * (1 - s_h.detach())
+            v_o = beta * v_o + fc_out(s_h)
+            if output == "lif":
+                s_o = spike(v_o - threshold)
+                v_o = v_o * (1 - s_o.detach())
+                score = score + s_o
+            else:
+                score = score + v_o / xb.shape[1]
+        return score
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: intra-op threads only add contention
+    try:
+        for _ in range(int(epochs)):
+            perm = torch.randperm(len(x_all), generator=gen)
+            for i in range(0, len(perm), batch_size):
+                idx = perm[i:i + batch_size]
+                loss = nn.functional.cross_entropy(forward(x_all[idx]), y_all[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        return build_recurrent_graph(fc_in.weight.numpy(), w_rec.detach().numpy(), fc_out.weight.numpy(),
+                                     b_in=fc_in.bias.numpy(), b_out=fc_out.bias.numpy(), beta=beta,
+                                     threshold=threshold, output=output, dt=dt)

@@ -40,7 +40,8 @@ from fabric.store import Store
 __all__ = ["Registry", "ArtifactRecord", "IntegrityError", "ArtifactNotFound", "code_version", "sbom", "KINDS",
            "DEFAULT_TENANT"]
 
-KINDS = ("dataset", "encoding", "model", "nir", "program", "report", "pareto", "sbom", "run")
+KINDS = ("dataset", "encoding", "model", "nir", "program", "report", "pareto", "sbom", "run", "deployment", "rollout",
+         "served-inputs", "drift")
 DEFAULT_TENANT = "default"
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _CACHE_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")

@@ -11,16 +11,26 @@ PANELS = (("accuracy", "accuracy", ""), ("latency_p50_ms", "latency p50", "ms"),
           ("energy_mj", "energy / inference (modelled)", "mJ"), ("footprint_kb", "footprint", "KB"))
 
 
-def render_kpi_png(kpis: list[dict[str, Any]], title: str) -> bytes:
-    """Four bar panels (accuracy, latency, energy, footprint) per device kind; emulated kinds hatched."""
+def render_kpi_png(kpis: list[dict[str, Any]], title: str, compression: dict[str, Any] | None = None) -> bytes:
+    """Four bar panels (accuracy, latency, energy, footprint) per device kind; emulated kinds hatched.
+    With ``compression``, a fifth panel: accuracy of each variant against its non-zero weights."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [r for r in kpis if r["status"] == "ok"]
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
-    for ax, (key, label, unit) in zip(axes, PANELS, strict=True):
+    variants = (compression or {}).get("variants") or []
+    fig, axes = plt.subplots(1, 5 if variants else 4, figsize=(17.5 if variants else 14, 3.4))
+    if variants:
+        ax = axes[-1]
+        for v in variants:
+            ax.scatter(v["nonzero_weights"], v["accuracy"], s=30)
+            ax.annotate(v["variant"], (v["nonzero_weights"], v["accuracy"]), fontsize=8, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.set_xlabel("non-zero weights", fontsize=9)
+        ax.set_title("compression: accuracy (float, test)", fontsize=10)
+    for ax, (key, label, unit) in zip(axes[:4], PANELS, strict=True):
         kinds = [r["kind"] for r in rows]
         vals = [r.get(key) or 0.0 for r in rows]
         bars = ax.bar(kinds, vals, color="#4c72b0")
@@ -54,8 +64,30 @@ def render_markdown(report: dict[str, Any], png_id: str | None = None) -> str:
         lines.append(f"| {r['kind']} | {'emulated' if r['emulated'] else 'measured'} | {r['accuracy']:.3f} | "
                      f"{r['latency_p50_ms']:.4g} | {r['latency_p99_ms']:.4g} | {r['energy_mj']:.4g} | "
                      f"{r['spikes_per_inference']:.1f} | {r['footprint_kb']:.1f} | {gates} |")
+    dep = report.get("deployments") or {}
+    lines += ["", "**Deployed** (all gates pass): " + (", ".join(f"{k} (`{v[:12]}`)" for k, v in dep.items()) or "none")]
+    held = [r["kind"] for r in report["kpis"] if r["kind"] not in dep]
+    if held:
+        lines.append("**Not deployed** (a gate failed or the model does not fit): " + ", ".join(held))
     if png_id:
         lines += ["", f"![KPIs per device](artifact:{png_id})"]
+    comp = report.get("compression") or {}
+    if comp:
+        base = comp["variants"][0]
+        lines += ["", f"## Compression (deployed variant: {comp['deploy']})", "",
+                  "| variant | accuracy | Δ acc | params | non-zero weights | weight bits | KB at precision | synops | how |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for v in comp["variants"]:
+            how = ", ".join(f"{k}={x}" for k, x in v["params"].items())
+            lines.append(f"| {v['variant']} | {v['accuracy']:.3f} | {v['accuracy'] - base['accuracy']:+.3f} | "
+                         f"{v['parameters']} | {v['nonzero_weights']} | {v['weight_bits'] or 32} | "
+                         f"{v['weights_bytes_at_precision'] / 1024:.2f} | {v['synops']:.0f} | {how} |")
+        lines += ["", comp.get("note", "")]
+    golden = report.get("golden") or {}
+    if golden:
+        lines += ["", "## Golden equivalence", "", "| kind | status | detail |", "|---|---|---|"]
+        for k, g in golden.items():
+            lines.append(f"| {k} | {g['status']} | {g['summary']} |")
     lines += ["", "## Sources of modelled figures", ""]
     for r in report["kpis"]:
         for what, src in sorted(r.get("sources", {}).items()):

@@ -12,7 +12,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "Spec",
@@ -24,6 +35,10 @@ __all__ = [
     "BudgetSpec",
     "KPISpec",
     "EarlyExitSpec",
+    "CompressSpec",
+    "GoldenSpec",
+    "FloatRange",
+    "SearchSpaceSpec",
     "load_spec",
     "parse_spec",
 ]
@@ -75,6 +90,20 @@ class EncoderSpec(_Strict):
             raise ValueError(f"unknown encoder {v!r}; valid: {sorted(ENCODERS)}")
         return v
 
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # a typo or a bad value must fail here, naming encoder.params.X, not deep inside the encode stage
+        from fabric.encode import EncoderParamError, validate_encoder_params
+
+        if "name" not in info.data:
+            return v
+        try:
+            validate_encoder_params(info.data["name"], v)
+        except EncoderParamError as exc:
+            raise PydanticCustomError("encoder_param", "{reason}", {"param": exc.param, "reason": exc.reason}) from None
+        return v
+
 
 class ModelSpec(_Strict):
     """A feed-forward LIF network template: input -> hidden... -> output, all LIF layers."""
@@ -98,6 +127,9 @@ class TrainSpec(_Strict):
     batch_size: int = Field(64, gt=0)
     lr: float = Field(5e-3, gt=0.0)
     device: Literal["cpu", "cuda", "auto"] = "auto"
+    mismatch_cv: float = Field(0.0, ge=0.0, lt=1.0, description="mismatch-aware training: per-batch log-normal "
+                               "weight gain per neuron and sign with this CV, ramped up over the first half of "
+                               "the epochs (0 = off; DYNAP-SE ~0.2)")
 
 
 class BudgetSpec(_Strict):
@@ -123,6 +155,126 @@ class EarlyExitSpec(_Strict):
     patience: int = Field(5, ge=1)
 
 
+class CompressSpec(_Strict):
+    """Compression after training (all off by default), applied in this order, each a model variant:
+    ``structured`` (drop that fraction of each hidden layer's neurons, lowest L1 norm first), ``prune``
+    (zero that fraction of each weight matrix by magnitude), ``qat_bits`` (fake-quant fine-tune to that
+    weight precision; ``auto`` = the lowest weight precision among the targets), ``state_bits``
+    (membrane kept in that many fixed-point bits). ``deploy`` picks the variant that is exported."""
+
+    prune: float | None = Field(None, ge=0.0, lt=1.0, description="unstructured magnitude sparsity per layer")
+    structured: float | None = Field(None, gt=0.0, lt=1.0, description="fraction of hidden neurons removed")
+    qat_bits: int | Literal["auto"] | None = None
+    state_bits: int | None = Field(None, ge=2, le=32)
+    finetune_epochs: int = Field(1, ge=0, le=100)
+    finetune_lr: float = Field(2e-3, gt=0.0)
+    deploy: Literal["last", "baseline", "structured", "pruned", "qat", "state"] = "last"
+
+    @field_validator("qat_bits")
+    @classmethod
+    def _bits(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, int) and not 2 <= v <= 16:
+            raise ValueError(f"must be 'auto' or an integer in 2..16, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _deployable(self) -> CompressSpec:
+        applied = {"structured": self.structured, "pruned": self.prune, "qat": self.qat_bits, "state": self.state_bits}
+        if self.deploy in applied and applied[self.deploy] is None:
+            raise ValueError(f"deploy: variant {self.deploy!r} is not produced (its compress field is not set)")
+        return self
+
+
+class GoldenSpec(_Strict):
+    """Golden equivalence (stage 7): test samples run through each kind's reference, if it has one."""
+
+    samples: int = Field(4, ge=0, le=256, description="0 skips the golden stage")
+
+
+class FloatRange(_Strict):
+    """A continuous search range ``[low, high]`` (``log`` samples log-uniformly)."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        if not self.low <= self.high:
+            raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("log ranges need low > 0")
+        return self
+
+
+class SearchSpaceSpec(_Strict):
+    """What ``fabric tune`` may vary (issue #7); a field left out keeps the spec's own value.
+
+    Lists are choices, ``{low, high}`` are ranges. ``weight_bits`` quantizes the trained weights
+    (symmetric, per layer) before export and is passed to kinds that take a ``weight_bits`` compile
+    option; ``sparsity`` zeroes that fraction of the smallest-magnitude weights before export.
+    """
+
+    timesteps: list[int] | None = Field(None, min_length=1)
+    encoder_params: dict[str, FloatRange | list[float]] | None = None
+    beta: FloatRange | None = None
+    threshold: FloatRange | None = None
+    hidden: list[list[int]] | None = Field(None, min_length=1, description="choices of hidden-layer size lists")
+    weight_bits: list[int] | None = Field(None, min_length=1)
+    sparsity: FloatRange | None = None
+    lr: FloatRange | None = None
+
+    @field_validator("timesteps")
+    @classmethod
+    def _steps(cls, v: list[int] | None) -> list[int] | None:
+        for i, t in enumerate(v or []):
+            if not 0 < t <= 10_000:
+                raise ValueError(f"timesteps[{i}] must be in 1..10000, got {t}")
+        return v
+
+    @field_validator("hidden")
+    @classmethod
+    def _layers(cls, v: list[list[int]] | None) -> list[list[int]] | None:
+        for i, choice in enumerate(v or []):
+            if not choice or any(h <= 0 for h in choice):
+                raise ValueError(f"hidden[{i}] must be a non-empty list of sizes > 0, got {choice}")
+        return v
+
+    @field_validator("weight_bits")
+    @classmethod
+    def _bits(cls, v: list[int] | None) -> list[int] | None:
+        for i, b in enumerate(v or []):
+            if not 1 <= b <= 16:
+                raise ValueError(f"weight_bits[{i}] must be in 1..16, got {b}")
+        return v
+
+    @field_validator("beta")
+    @classmethod
+    def _beta(cls, v: FloatRange | None) -> FloatRange | None:
+        if v is not None and not (0.0 < v.low and v.high < 1.0):
+            raise ValueError(f"beta range must lie inside (0, 1), got [{v.low}, {v.high}]")
+        return v
+
+    @field_validator("threshold", "lr")
+    @classmethod
+    def _positive(cls, v: FloatRange | None) -> FloatRange | None:
+        if v is not None and v.low <= 0:
+            raise ValueError(f"range must be > 0, got low={v.low}")
+        return v
+
+    @field_validator("sparsity")
+    @classmethod
+    def _sparsity(cls, v: FloatRange | None) -> FloatRange | None:
+        if v is not None and not (0.0 <= v.low and v.high < 1.0):
+            raise ValueError(f"sparsity range must lie inside [0, 1), got [{v.low}, {v.high}]")
+        return v
+
+    @model_serializer(mode="wrap")
+    def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # fields left out are not written, so a spec without a search space keeps its hash
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
 class Spec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     dataset: DatasetSpec
@@ -133,9 +285,11 @@ class Spec(_Strict):
     budgets: BudgetSpec = Field(default_factory=BudgetSpec)
     kpis: KPISpec = Field(default_factory=KPISpec)
     early_exit: EarlyExitSpec = Field(default_factory=EarlyExitSpec)
+    compress: CompressSpec = Field(default_factory=CompressSpec)
+    golden: GoldenSpec = Field(default_factory=GoldenSpec)
     seed: int = Field(0, ge=0)
     eval_batch_size: int = Field(128, gt=0)
-    search_space: dict[str, Any] = Field(default_factory=dict)
+    search_space: SearchSpaceSpec = Field(default_factory=SearchSpaceSpec)
 
     @field_validator("targets")
     @classmethod
@@ -153,6 +307,17 @@ class Spec(_Strict):
     def _fractions(self) -> Spec:
         if self.dataset.test_fraction + self.dataset.val_fraction >= 1.0:
             raise ValueError("dataset.test_fraction + dataset.val_fraction must be < 1")
+        return self
+
+    @model_validator(mode="after")
+    def _search_encoder(self) -> Spec:
+        from fabric.encode import encoder_params
+
+        names = sorted(self.search_space.encoder_params or {})
+        try:
+            encoder_params(self.encoder.name, dict.fromkeys(names, 0))
+        except ValueError as exc:
+            raise ValueError("search_space.encoder_params: " + str(exc).split(": ", 1)[-1]) from None
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,7 +350,10 @@ def parse_spec(data: Any, source: str = "spec") -> Spec:
         errs = []
         for e in exc.errors():
             msg = e["msg"].removeprefix("Value error, ")
-            errs.append((_loc(tuple(e["loc"])), msg))
+            loc = tuple(e["loc"])
+            if e["type"] == "encoder_param":  # name the parameter itself: encoder.params.X
+                loc += (e["ctx"]["param"],)
+            errs.append((_loc(loc), msg))
         raise SpecError(errs, source) from None
 
 

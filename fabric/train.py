@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from snntorch import functional as SF
 from tqdm.auto import tqdm
 
+from fabric.mismatch import mismatch_schedule, weight_mismatch
 from fabric.snn import LifMLP
 from fabric.spec import Spec
 
@@ -38,10 +40,11 @@ def build_model(spec: Spec, n_in: int, n_out: int) -> LifMLP:
 
 
 def train_model(spec: Spec, spikes: np.ndarray, labels: np.ndarray, n_out: int, progress: bool = True,
-                bar: type | None = None) -> TrainResult:
+                bar: type | None = None, on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
     """spikes ``[N, T, F]`` uint8; loss is cross-entropy on output spike counts (rate readout).
 
-    ``bar`` is the progress-bar class (``tqdm`` here, Ray's ``tqdm_ray`` inside a Ray task)."""
+    ``bar`` is the progress-bar class (``tqdm`` here, Ray's ``tqdm_ray`` inside a Ray task);
+    ``on_epoch`` sees each epoch's record (Tune reports the training curve through it)."""
     dev = pick_device(spec.train.device)
     model = build_model(spec, spikes.shape[2], n_out).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=spec.train.lr)
@@ -49,6 +52,7 @@ def train_model(spec: Spec, spikes: np.ndarray, labels: np.ndarray, n_out: int, 
     x_all = torch.as_tensor(spikes, dtype=torch.float32)
     y_all = torch.as_tensor(labels, dtype=torch.long)
     gen = torch.Generator().manual_seed(spec.seed)
+    mm_gen = torch.Generator().manual_seed(spec.seed + 1)  # mismatch draws; unused when mismatch_cv = 0
     history, t0 = [], time.perf_counter()
     bar_cls = bar or tqdm
     kw = {"disable": not progress, "leave": False} if bar_cls is tqdm else {}
@@ -61,15 +65,19 @@ def train_model(spec: Spec, spikes: np.ndarray, labels: np.ndarray, n_out: int, 
             idx = order[s:s + spec.train.batch_size]
             xb = x_all[idx].to(dev).transpose(0, 1)  # [T, B, F]
             yb = y_all[idx].to(dev)
-            spk, _ = model(xb)
-            loss = loss_fn(spk, yb)
-            opt.zero_grad()
-            loss.backward()
+            with weight_mismatch(model, mismatch_schedule(spec.train.mismatch_cv, epoch, spec.train.epochs),
+                                 mm_gen):  # no-op at mismatch_cv = 0
+                spk, _ = model(xb)
+                loss = loss_fn(spk, yb)
+                opt.zero_grad()
+                loss.backward()
             opt.step()
             tot_loss += loss.item() * len(idx)
             correct += int((spk.sum(0).argmax(1) == yb).sum())
         rec = {"epoch": epoch + 1, "loss": tot_loss / len(order), "train_accuracy": correct / len(order)}
         history.append(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['train_accuracy']:.3f}")
         budget = spec.budgets.max_train_seconds

@@ -20,6 +20,10 @@ from tests.s3server import s3_endpoint, s3_url  # noqa: F401  (fixtures for the 
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 DEVICES = {"loihi": 2, "akida": 1, "spinnaker": 1, "fpga": 1, "dynapse": 1}
+# The session cluster is multi-node: the head advertises CPUs and no device resources; each worker node
+# (its own `ray start --address ... --block`, num-cpus 0) advertises the boards it hosts, so a device
+# actor can only land on the node that owns its kind. Together the groups advertise DEVICES.
+NODE_GROUPS = {"node-a": {"loihi": 2, "akida": 1}, "node-b": {"spinnaker": 1, "fpga": 1, "dynapse": 1}}
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
@@ -36,8 +40,8 @@ def ray_cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ray")
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     cmd = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-           f"--resources={json.dumps(DEVICES)}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-           f"--dashboard-port={dash}", "--disable-usage-stats"]
+           "--resources={}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+           f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"]
     log = open(tmp / "head.log", "wb")
     # --block keeps the head in this process's own session, so teardown stops exactly this cluster
     # (never `ray stop`, which would stop every Ray instance on the machine).
@@ -49,23 +53,91 @@ def ray_cluster(tmp_path_factory):
             180, "ray head to start")
         if head.poll() is not None:
             raise RuntimeError(f"ray start failed:\n{(tmp / 'head.log').read_text()}")
+        info["workers"] = workers = WorkerNodes(info["address"], tmp, env)
+        for name in NODE_GROUPS:  # one at a time: concurrent raylet start-ups time out on 2 busy cores
+            workers.start(name)
         yield info
     finally:
+        if "workers" in info:
+            info["workers"].stop_all()
         stop_session(head.pid)
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def stop_session(sid: int, grace: float = 5.0) -> None:
+class WorkerNodes:
+    """The session cluster's worker nodes by group name: start, kill (node loss) and wait for them."""
+
+    def __init__(self, address: str, tmp: Path, env: dict[str, str]) -> None:
+        self.address, self.tmp, self.env = address, tmp, env
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: list = []
+
+    def start(self, name: str, wait: bool = True) -> None:
+        res = NODE_GROUPS[name]
+        cmd = [RAY, "start", f"--address={self.address}", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=0",
+               f"--resources={json.dumps(res)}", "--object-store-memory=100000000", "--disable-usage-stats",
+               # the agent's HTTP port defaults to 52365 for every node on the machine; the head's job agent
+               # must not lose it to a worker (or another cluster), or `ray job submit` finds no agent
+               f"--dashboard-agent-listen-port={free_port()}"]
+        log = open(self.tmp / f"{name}.log", "ab")
+        self.logs.append(log)
+        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.tmp,
+                                            start_new_session=True)
+        if wait:
+            try:
+                self.wait_ready([name])
+            except RuntimeError:  # "node timed out during startup" under load: one more try
+                self.procs.pop(name, None)
+                self.start(name, wait=False)
+                self.wait_ready([name])
+
+    def wait_ready(self, names: list[str], timeout: float = 120) -> None:
+        """Until the cluster advertises every resource of ``names`` (and their processes still run)."""
+        want: dict[str, float] = {}
+        for n in names:
+            for k, v in NODE_GROUPS[n].items():
+                want[k] = want.get(k, 0) + v
+
+        def ready() -> bool:
+            for n in names:
+                if self.procs[n].poll() is not None:
+                    raise RuntimeError(f"worker {n} exited:\n{(self.tmp / f'{n}.log').read_text()[-3000:]}")
+            out = subprocess.run([RAY, "status", f"--address={self.address}"], capture_output=True, text=True,
+                                 env=self.env).stdout
+            return all(_advertised(out, k) >= v for k, v in want.items())
+
+        wait_for(ready, timeout, f"worker nodes {names} to join")
+
+    def kill(self, name: str) -> None:
+        """Lose node ``name``: every process of its `ray start` session is killed at once (SIGKILL)."""
+        stop_session(self.procs.pop(name).pid, grace=0.0, sig=signal.SIGKILL)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            stop_session(self.procs.pop(name).pid)
+        for log in self.logs:
+            log.close()
+
+
+def _advertised(status: str, resource: str) -> float:
+    """Total of ``resource`` in `ray status` output (lines like ``0.0/2.0 loihi``)."""
+    import re
+
+    m = re.search(rf"[\d.]+/([\d.]+) {re.escape(resource)}\b", status)
+    return float(m.group(1)) if m else 0.0
+
+
+def stop_session(sid: int, grace: float = 5.0, sig: int = signal.SIGTERM) -> None:
     """Stop every process in session ``sid`` (a ``ray start --block`` and all it spawned)."""
     def members() -> list[int]:
         out = subprocess.run(["ps", "-eo", "pid=,sid="], capture_output=True, text=True).stdout
         return [int(p) for p, s in (ln.split() for ln in out.splitlines() if ln.strip()) if int(s) == sid]
 
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 0.0)):
+    for signum, wait in ((sig, grace), (signal.SIGKILL, 0.0)):
         for pid in members():
             try:
-                os.kill(pid, sig)
+                os.kill(pid, signum)
             except ProcessLookupError:
                 pass
         deadline = time.time() + wait

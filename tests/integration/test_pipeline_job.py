@@ -18,7 +18,8 @@ from tests.integration.conftest import RAY
 def test_pipeline_runs_on_device_actors_and_reuses_cache(ray_session, tiny_spec, store_dir):
     reg = Registry(store_dir)
     s1 = run_pipeline(tiny_spec, reg, progress=False, log=lambda s: None)
-    assert [o.stage for o in s1.stages] == ["data", "encode", "train", "neurobench", "export", "compile[cpu]", "evaluate[cpu]"]
+    assert [o.stage for o in s1.stages] == ["requirements", "data", "encode", "train", "neurobench", "export",
+                                            "compile[cpu]", "evaluate[cpu]", "golden[cpu]", "deploy[cpu]"]
     assert not any(o.cached for o in s1.stages)
     row = s1.kpis[0]
     assert row.kind == "cpu" and row.status == "ok"
@@ -37,9 +38,21 @@ def test_pipeline_runs_on_device_actors_and_reuses_cache(ray_session, tiny_spec,
         chain.append(node["record"].kind)
     assert chain == ["nir", "model", "encoding", "dataset"]
 
+    # the encoding stores every encoder parameter, defaults resolved
+    enc = reg.ls("encoding")[0]
+    assert enc.extra["params"] == {"gain": 1.0} and enc.extra["input_kind"] == "static"
+    # no gate set -> cpu passes -> deployed with the fields the Serve room reads
+    dep = reg.get_json(s1.deployments["cpu"])
+    assert set(dep) == {"kind", "program_id", "model_id", "nir_id", "encoding_id", "encoder", "n_in", "n_out",
+                        "classes", "kpis", "spec_name", "spec_hash", "version"}
+    assert dep["program_id"] == prog.id and dep["encoder"] == {"name": "rate", "timesteps": tiny_spec.encoder.timesteps,
+                                                               "params": {"gain": 1.0}, "seed": tiny_spec.seed}
+    assert dep["n_in"] == 64 and dep["n_out"] == 10 and dep["classes"] == [str(i) for i in range(10)]
+    assert s1.golden["cpu"]["status"] == "no reference"
+
     s2 = run_pipeline(tiny_spec, reg, progress=False, log=lambda s: None)
     assert all(o.cached for o in s2.stages)
-    assert s2.kpis[0].accuracy == row.accuracy
+    assert s2.kpis[0].accuracy == row.accuracy and s2.deployments == s1.deployments
 
 
 def test_pool_queues_when_all_boards_are_busy(ray_session, tiny_spec, store_dir):

@@ -35,6 +35,7 @@ def test_killed_job_resumes_from_finished_stages(ray_cluster, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout)
     cached = {s["stage"]: s["cached"] for s in summary["stages"]}
-    assert cached == {"data": True, "encode": True, "train": True, "neurobench": True, "export": True,
-                      "compile[cpu]": False, "evaluate[cpu]": False}
+    assert cached == {"requirements": True, "data": True, "encode": True, "train": True, "neurobench": True,
+                      "export": True, "compile[cpu]": False, "evaluate[cpu]": False, "golden[cpu]": False,
+                      "deploy[cpu]": False}
     assert summary["kpis"][0]["status"] == "ok"

@@ -250,6 +250,15 @@ def test_akida_npu_limit():
     assert "NPUs" in compile_error("akida", g(15001), {"npus": 1})
 
 
+def test_akida_npu_sram_limit():
+    """An NPU holds np_sram_bytes (102400) of weights: 200 x 1024 4-bit weights fill one, 201 need two."""
+    g = lambda n: dense_graph([1024, n], weights=[np.full((n, 1024), 1e-3)], bias=0)  # noqa: E731
+    prog = fits("akida", g(200), {"npus": 1})
+    assert prog.meta["mapping"][0]["weight_bytes"] == 102400 and prog.meta["mapping"][0]["npus"] == 1
+    msg = compile_error("akida", g(201), {"npus": 1})
+    assert "NPUs (chip): 2" in msg
+
+
 def test_akida_refuses_recurrence_with_a_reason():
     msg = compile_error("akida", recurrent_graph())
     assert "recurrent layers" in msg and "feed-forward" in msg
@@ -441,6 +450,15 @@ def test_dynapse_neuron_limit():
     fits("dynapse", g(1024))
     msg = compile_error("dynapse", g(1025))
     assert "neurons (chip): 1025" in msg and "cores" in msg
+
+
+def test_dynapse_neurons_per_core_limit():
+    """A layer of 256 neurons fills one core; 257 spill onto a second (cores are not shared by layers)."""
+    g = lambda n: dense_graph([2, n, 1, 1, 1], weights=[np.ones((n, 2)), np.ones((1, n)) * 0.01,  # noqa: E731
+                                                        np.ones((1, 1)), np.ones((1, 1))], bias=0)
+    assert fits("dynapse", g(256)).meta["layers"][0]["cores"] == 1
+    msg = compile_error("dynapse", g(257))
+    assert "cores (chip): 5" in msg
 
 
 def test_dynapse_one_parameter_set_per_core():
@@ -644,7 +662,7 @@ def test_hybrid_tail_the_cpu_also_lacks_is_refused_naming_cpu():
     f = np.ones(4)
     g = chain(("fc0", nir.Affine(weight=np.ones((6, 8)), bias=np.zeros(6))), ("lif0", lif(6)),
               ("fc1", nir.Affine(weight=np.ones((4, 6)), bias=np.zeros(4))),
-              ("li", nir.LI(tau=f * 0.01, r=f * 10, v_leak=0 * f)), n_in=8, n_out=4)
+              ("cli", nir.CubaLI(tau_syn=f * 0.002, tau_mem=f * 0.01, r=f * 10, v_leak=0 * f)), n_in=8, n_out=4)
     with pytest.raises(UnsupportedNodeError, match="kind 'cpu'"):
         make_runtime("spinnaker").compile(g, {"fallback": "hybrid"})
 
@@ -661,3 +679,48 @@ def test_capability_matrix_probe_round_trip():
     assert mod.try_kind("fpga", mod.probe_recurrent())[0] == "yes"
     assert mod.try_kind("spinnaker", mod.probe_dense("LI"))[0] == "no: unsupported node"
     assert mod.try_kind("akida", mod.probe_tail("CubaLIF"), {"fallback": "hybrid"})[0].startswith("yes (hybrid")
+
+
+def test_fabric_devices_json_prints_every_constant_with_its_source(capsys):
+    """Issue 4's 'done when': energy and latency constants per kind come with sources in `fabric devices --json`."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from fabric.cli import main as cli_main
+
+    assert cli_main(["devices", "--json"]) == 0
+    printed = {d["kind"]: d["constants"] for d in json.loads(capsys.readouterr().out)}
+    assert set(printed) == set(RUNTIMES)
+    for kind in RUNTIMES:
+        doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "fabric" / "devices" / f"{kind}.yaml").read_text())
+        assert set(printed[kind]) == set(doc["constants"]), kind
+        for name, c in doc["constants"].items():
+            assert c["source"] and c["source"] in printed[kind][name] and f"[{c['confidence']}]" in printed[kind][name]
+
+
+def test_hybrid_three_segments_cpu_prefix_device_cpu_tail(digits):
+    """akida: recurrent first layer -> cpu, the feed-forward middle -> akida, a CubaLIF tail -> cpu."""
+    from fabric.fallback import split_for_fallback
+
+    rng = np.random.default_rng(7)
+    g = recurrent_graph(n_hid=24, n_out=16)
+    nodes, edges = dict(g.nodes), [e for e in g.edges if e[1] != "output"]
+    f = np.ones(10)
+    nodes["fc_tail"] = nir.Affine(weight=rng.normal(0, 0.5, (10, 16)), bias=np.zeros(10))
+    nodes["cuba"] = nir.CubaLIF(tau_mem=f * 0.01, tau_syn=f * 0.002, r=f * 10, v_leak=0 * f, v_threshold=f,
+                                v_reset=0 * f, w_in=f * 2)
+    nodes["output"] = nir.Output(output_type={"output": np.array([10])})
+    edges += [("out", "fc_tail"), ("fc_tail", "cuba"), ("cuba", "output")]
+    g3 = nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": DT}, type_check=False)
+    rt = make_runtime("akida")
+    part = split_for_fallback(g3, set(rt.handlers), "akida", recurrence=False)
+    assert part.prefix_nodes == ["input", "fc_in", "rlif", "w_rec"] and part.tail_nodes == ["fc_tail", "cuba", "output"]
+    assert sorted(part.head.nodes) == ["fallback_input", "fallback_output", "fc_out", "out"]
+    prog = rt.compile(g3, {"fallback": "hybrid"})
+    assert prog.meta["n_in"] == 64 and prog.meta["n_out"] == 10 and prog.meta["fallback"]["device_n_in"] == 24
+    rt.load(Program.from_bytes(prog.to_bytes()))
+    res = rt.run(digits[0][:10])
+    assert res.counts.shape == (10, 10) and res.telemetry.spikes_in == int(np.count_nonzero(digits[0][:10]))
+    assert res.telemetry.sources["fallback"].count("ran on kind 'cpu'") == 2

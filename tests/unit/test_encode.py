@@ -156,3 +156,18 @@ def test_resample_keeps_endpoints():
     assert np.array_equal(resample(x, 10), x)
     r = resample(x, 19)
     assert r.shape == (1, 1, 19) and r[0, 0, 0] == 0 and r[0, 0, -1] == 9 and r[0, 0, 2] == 1
+
+
+def test_validate_encoder_params_names_the_parameter():
+    from fabric.encode import EncoderParamError, validate_encoder_params
+
+    assert validate_encoder_params("level_crossing", {"threshold": 0.05}) == {"threshold": 0.05, "baseline": 0.0}
+    assert validate_encoder_params("event_frames", {}) == {"downsample": 1, "polarity": True}
+    cases = [("rate", {"gian": 1}, "gian", "unknown parameter"), ("rate", {"gain": 0}, "gain", "must be > 0"),
+             ("lif", {"neurons": 0}, "neurons", "integer >= 1"), ("delta", {"polarity": "yes"}, "polarity", "true or false"),
+             ("sigma_delta", {"gain": None}, "gain", "must be a number")]
+    for name, params, param, reason in cases:
+        with pytest.raises(EncoderParamError) as ei:
+            validate_encoder_params(name, params)
+        assert ei.value.param == param and reason in ei.value.reason
+        assert str(ei.value).startswith(f"encoder.params.{param}: ")

@@ -18,7 +18,6 @@ from actors.loihi import HANDLERS, LoihiRuntime
 from fabric.compile import UnsupportedNodeError, lower
 from fabric.energy import load_constants
 from fabric.golden import GoldenUnavailable, golden_check
-from fabric.progcli import compile_cmd, simulate_cmd
 from fabric.loihi_fixed import (
     FixedLayer,
     effective_weights,
@@ -27,6 +26,7 @@ from fabric.loihi_fixed import (
     quantize_layer,
     synapse_bits_per_axon,
 )
+from fabric.progcli import compile_cmd, simulate_cmd
 from fabric.records import FitError, Program
 from fabric.snn import LifMLP, export_nir, simulate_layers
 
@@ -184,6 +184,33 @@ def test_synapse_memory_limit() -> None:
     # the automatic split avoids it by using fewer neurons per core
     prog = LoihiRuntime().compile(dense_if(1821, 64))
     assert prog.meta["cores"][0]["per_core"] < 64
+
+
+def test_recurrent_layer_input_axons_limit() -> None:
+    """A recurrent layer's own spikes are input axons too: n_in + n_hidden <= 4096 per core."""
+    from fabric.recurrent import build_recurrent_graph
+
+    def net(n_in: int) -> nir.NIRGraph:
+        rng = np.random.default_rng(0)
+        return build_recurrent_graph(rng.uniform(-1, 1, (8, n_in)), rng.uniform(-0.2, 0.2, (8, 8)),
+                                     rng.uniform(-1, 1, (2, 8)))
+
+    prog = LoihiRuntime().compile(net(4088))
+    assert "l0.rec_weights" in prog.arrays
+    err = fit_error(net(4089))
+    assert "input axons/core" in str(err) and "4097" in str(err)
+
+
+def test_recurrent_weight_exponent_limit() -> None:
+    """Recurrent weights get their own weight_exp; weights beyond 127 x 2^7 mantissa steps are refused."""
+    from fabric.recurrent import build_recurrent_graph
+
+    def net(rec: float) -> nir.NIRGraph:
+        return build_recurrent_graph(np.full((2, 2), 0.01), np.full((2, 2), rec), np.ones((1, 2)))
+
+    LoihiRuntime().compile(net(1.0))
+    err = fit_error(net(1e6))
+    assert "recurrent weight exponent" in str(err)
 
 
 def test_weight_precision_limit() -> None:

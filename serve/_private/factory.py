@@ -1,0 +1,111 @@
+"""The one place that turns plain classes into Ray Serve deployments (``serve.deployment``,
+``serve.ingress``, ``serve.batch``) and starts/stops applications.
+
+Placement of a version's device work (docs/architecture.md, "Serve replicas"):
+
+- ``pool`` (default): replicas batch requests and run each batch on the cluster's shared named
+  device actors (``actors.pool``, ``{kind: 1}`` each), so Serve, jobs and Tune share the boards and
+  none is oversubscribed.
+- ``replica``: the replica holds the runtime in-process and its ``ray_actor_options`` claim
+  ``{kind: device_share}`` of the device resource (no actor hop; needs a free share).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from serve._private.ingress import Ingress
+from serve._private.model import ModelServer, split_result
+
+__all__ = ["ModelReplica", "IngressDeployment", "deploy_model_app", "start_ingress", "DEVICE_SHARE",
+           "replica_actor_options", "PLACEMENTS"]
+
+PLACEMENTS = ("pool", "replica")
+
+DEVICE_SHARE = 0.01  # fraction of a device resource per replica: pins placement, leaves the boards to the pool
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, health_check_period_s=2, health_check_timeout_s=10,
+                  graceful_shutdown_timeout_s=2)
+class ModelReplica:
+    """One replica of one version: a :class:`ModelServer` behind Serve's dynamic batching."""
+
+    def __init__(self, store: str, tenant: str | None, info: dict[str, Any], max_batch_size: int = 16,
+                 batch_wait_timeout_s: float = 0.005, placement: str = "pool") -> None:
+        import ray
+
+        self.server = ModelServer(store, info["program_id"], info["kind"], tenant=tenant, info=info)
+        self.placement = placement
+        self.actors: list[Any] = []
+        if placement == "pool":
+            from actors.pool import DevicePool
+
+            self.actors = DevicePool(info["kind"]).actors
+            self.program_ref = ray.put(self.server.program)
+            self.digest = self.server.program.digest
+        self.calls = 0
+        self.infer.set_max_batch_size(max_batch_size)
+        self.infer.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def infer(self, items: list[np.ndarray]) -> list[dict[str, Any]]:
+        if not self.actors:
+            return self.server.infer(items)
+        actor = self.actors[self.calls % len(self.actors)]
+        self.calls += 1
+        res = await actor.execute.remote(self.program_ref, self.digest, np.concatenate(items, axis=0))
+        return split_result(res, [len(a) for a in items])
+
+    async def health(self) -> dict[str, Any]:
+        if not self.actors:
+            return self.server.health() | {"placement": "replica"}
+        h = await self.actors[0].health.remote()
+        return dict(h) | {"placement": "pool", "device_actors": len(self.actors)}
+
+    def check_health(self) -> None:
+        h = self.server.health()
+        if not h.get("ok", True):
+            raise RuntimeError(f"device runtime unhealthy: {h}")
+
+
+def replica_actor_options(kind: str, placement: str, device_share: float = DEVICE_SHARE) -> dict[str, Any]:
+    """``ray_actor_options`` of a model replica: no CPU (boards, not host compute); a device share
+    when the replica itself runs the device runtime."""
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement: must be one of {PLACEMENTS}, got {placement!r}")
+    opts: dict[str, Any] = {"num_cpus": 0}
+    if placement == "replica" and kind != "cpu":
+        opts["resources"] = {kind: device_share}
+    return opts
+
+
+IngressDeployment = serve.deployment(num_replicas=1, max_ongoing_requests=512, ray_actor_options={"num_cpus": 0},
+                                     graceful_shutdown_timeout_s=2)(serve.ingress()(Ingress))
+
+
+def deploy_model_app(app_name: str, *, store: str, tenant: str | None, info: dict[str, Any], replicas: int = 1,
+                     max_batch_size: int = 16, batch_wait_timeout_s: float = 0.005,
+                     device_share: float = DEVICE_SHARE, placement: str = "pool") -> None:
+    """Run one model version as its own Serve application (no HTTP route; the ingress calls it)."""
+    kind = info["kind"]
+    app = ModelReplica.options(name=f"model-{kind}", num_replicas=replicas,
+                               ray_actor_options=replica_actor_options(kind, placement, device_share),
+                               max_ongoing_requests=max(32, 2 * max_batch_size)).bind(
+        store, tenant, info, max_batch_size, batch_wait_timeout_s, placement)
+    serve.run(app, name=app_name, route_prefix=None)
+
+
+def start_ingress(*, app: str, store: str, token: str, port: int, tenant: str | None = None,
+                  gate_predict: bool = False, policy: dict[str, Any] | None = None,
+                  device_share: float = DEVICE_SHARE, seed: int | None = None) -> str:
+    """Start Serve's HTTP proxy on 127.0.0.1:``port`` (if not running) and the ingress app at ``/``.
+
+    Returns the base URL.
+    """
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(IngressDeployment.bind(app=app, store=store, tenant=tenant, token=token, gate_predict=gate_predict,
+                                     policy=policy, device_share=device_share, seed=seed), name=app, route_prefix="/")
+    return f"http://127.0.0.1:{port}"

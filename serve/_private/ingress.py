@@ -1,0 +1,459 @@
+"""The FastAPI ingress: predict, feedback, health/readiness, metrics and token-gated admin routes.
+
+One ingress replica owns the traffic state of an app (versions, weights, live KPIs) so that a
+rollback is a single, ordered decision; the model replicas behind it scale per version. The
+``serve.ingress``/``serve.deployment`` wrapping happens in ``serve._private.factory``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import io
+import time
+import uuid
+from collections import OrderedDict, deque
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from fabric.registry import ArtifactNotFound, IntegrityError, Registry
+from serve._private.kpi import KpiWindow, RolloutPolicy, breaches
+from serve._private.metrics import Metrics
+from serve._private.model import encode_inputs
+from serve._private.resolve import ModelInfo, ResolveError, resolve_model
+from serve._private.schemas import (
+    MAX_BODY_BYTES,
+    VERSION_RE,
+    DeployRequest,
+    FeedbackRequest,
+    PredictRequest,
+    RequestProblem,
+    RollbackRequest,
+    SnapshotRequest,
+    TrafficRequest,
+    check_inputs,
+    check_spikes,
+    parse_npy,
+    to_array,
+)
+from serve._private.traffic import TrafficError, TrafficState, VersionState
+
+__all__ = ["build_app", "Ingress", "INPUT_WINDOW", "LATENCY_DEFINITION"]
+
+INPUT_WINDOW = 512  # encoded inputs kept per version for drift snapshots
+FEEDBACK_MEMORY = 8192  # request ids remembered for /v1/feedback
+KPI_NAMES = ("min_accuracy", "max_latency_p50_ms", "max_latency_p99_ms", "max_energy_mj", "max_footprint_kb")
+CALL_RETRIES = 5  # attempts per request when a replica dies under it
+LATENCY_DEFINITION = ("p50_ms/p99_ms: modelled device time per inference (batch device_time_s / samples; emulated "
+                      "kinds use fabric/devices/<kind>.yaml timing constants, cpu is measured) - the quantity the "
+                      "spec's max_latency_*_ms gates. serving_*_ms: measured ingress wall time per request.")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message})
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {e.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+NPY_BODY = {"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+def build_app(ing: Ingress) -> FastAPI:
+    """The FastAPI app of one ingress: routes bound to ``ing``, errors mapped to 4xx one-liners."""
+    api = FastAPI(title="Neuromorphic fabric serving", version="1",
+                  description="Predict on neuromorphic device runtimes (emulated or hardware) with canary, shadow, "
+                              "blue-green rollouts and automatic rollback on KPI breach. Admin routes need "
+                              "`Authorization: Bearer <token>`.")
+    client_errors: list[tuple[type[BaseException], int, str]] = [
+        (RequestProblem, 0, ""), (TrafficError, 0, ""), (RecursionError, 400, "body: JSON nested too deeply"),
+        (ArtifactNotFound, 404, "model_id: "), (ResolveError, 422, "model_id: "), (IntegrityError, 422, "model_id: ")]
+    for exc_type, status, prefix in client_errors:
+        async def handler(_: Request, exc: Exception, status: int = status, prefix: str = prefix) -> JSONResponse:
+            code = status or int(getattr(exc, "status", 400))
+            return _error(code, prefix if status == 400 else f"{prefix}{exc}")
+        api.add_exception_handler(exc_type, handler)
+
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        return _error(422, _validation_message(exc))  # type: ignore[arg-type]
+
+    api.add_exception_handler(RequestValidationError, invalid)
+
+    @api.middleware("http")
+    async def count(request: Request, call_next: Any) -> Any:
+        """Refuse oversized bodies before they are read; count every response by status and version."""
+        cl = request.headers.get("content-length")
+        if cl is not None and (not cl.isdigit() or int(cl) > MAX_BODY_BYTES):
+            resp = _error(413, f"body: {cl} bytes > limit {MAX_BODY_BYTES}")
+        else:
+            resp = await call_next(request)
+        ing.metrics.request(request.url.path, resp.status_code, resp.headers.get("x-fabric-version", ""))
+        return resp
+
+    routes: list[tuple[str, str, Any, dict[str, Any]]] = [
+        ("POST", "/v1/predict", ing.predict, {"summary": "Predict from raw samples (encoded server side) or spikes"}),
+        ("POST", "/v1/predict.npy", ing.predict_npy, {"summary": "Predict a large batch sent as a .npy body",
+                                                      "openapi_extra": NPY_BODY}),
+        ("POST", "/v1/feedback", ing.feedback, {"summary": "Labels for an earlier request: live accuracy"}),
+        ("GET", "/healthz", ing.healthz, {"summary": "Liveness: the ingress answers"}),
+        ("GET", "/readyz", ing.readyz, {"summary": "Readiness: a primary is deployed and its replica answers"}),
+        ("GET", "/metrics", ing.metrics_text, {"summary": "Prometheus text format",
+                                               "response_class": PlainTextResponse}),
+        ("GET", "/admin/status", ing.status, {"summary": "Versions, roles, weights and live KPIs (token)"}),
+        ("POST", "/admin/deploy", ing.deploy, {"summary": "Deploy a registry artifact as a new version (token)"}),
+        ("POST", "/admin/traffic", ing.traffic, {"summary": "Canary weight, shadow, or blue-green switch (token)"}),
+        ("POST", "/admin/rollback", ing.rollback, {"summary": "Roll back a candidate or the last switch (token)"}),
+        ("POST", "/admin/snapshot", ing.snapshot, {"summary": "Store recent encoded inputs as served-inputs (token)"}),
+    ]
+    for method, path, endpoint, kw in routes:
+        api.add_api_route(path, endpoint, methods=[method], **kw)
+    return api
+
+
+class Ingress:
+    """Routes requests across the versions of one app and runs the rollout monitor."""
+
+    def __init__(self, *, app: str, store: str, tenant: str | None, token: str, gate_predict: bool = False,
+                 policy: dict[str, Any] | None = None, device_share: float = 0.01, seed: int | None = None) -> None:
+        self.app_name, self.store, self.tenant = app, store, tenant
+        self._token = token
+        self.gate_predict = gate_predict
+        self.device_share = device_share
+        self.registry = Registry(store, tenant)
+        self.state = TrafficState(seed)
+        self.policy = RolloutPolicy(**(policy or {}))
+        self.infos: dict[str, ModelInfo] = {}
+        self.handles: dict[str, Any] = {}
+        self.windows: dict[str, KpiWindow] = {}
+        self.inputs: dict[str, deque[np.ndarray]] = {}
+        self.preds: OrderedDict[str, tuple[str, list[int]]] = OrderedDict()
+        self.steps: list[dict[str, Any]] = []
+        self.metrics = Metrics()
+        self.retries = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._admin_lock = asyncio.Lock()
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        """Serve calls this in the replica after ``__init__`` (routes are bound to this instance)."""
+        return build_app(self)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _auth(self, authorization: str | None) -> None:
+        if not authorization or not hmac.compare_digest(authorization.encode(), f"Bearer {self._token}".encode()):
+            raise RequestProblem(401, "authorization: missing or wrong bearer token (Authorization: Bearer <token>)")
+
+    def register(self, name: str, info: ModelInfo, handle: Any, *, model_id: str, role: str = "primary",
+                 weight: float | None = None, kpis: dict[str, float] | None = None, placement: str = "pool",
+                 replicas: int = 1, app_name: str | None = None, policy: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+        """Put a running version (``handle`` has ``infer``/``health``) under traffic control; record the step."""
+        self.handles[name] = handle
+        self.infos[name] = info
+        self.windows[name] = KpiWindow(self.policy.window)
+        self.inputs[name] = deque(maxlen=INPUT_WINDOW)
+        for k, val in (policy or {}).items():
+            setattr(self.policy, k, val)
+        v = VersionState(name=name, model_id=model_id, kind=info.kind, app_name=app_name or f"{self.app_name}-{name}",
+                         role=role, kpis=dict(info.kpis) | dict(kpis or {}), program_id=info.program_id,
+                         placement=placement, replicas=replicas)
+        try:
+            step = self.state.add(v, weight)
+        except TrafficError:
+            for d in (self.handles, self.infos, self.windows, self.inputs):
+                d.pop(name, None)
+            raise
+        return self._record(step, name)
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    def _record(self, step: dict[str, Any], version: str | None) -> dict[str, Any]:
+        """Number the step, keep it in memory, and store it as a signed ``rollout`` artifact."""
+        step = dict(step, app=self.app_name, step=len(self.steps) + 1, time=time.time(),
+                    kpis={n: self.windows[n].snapshot() for n in self.windows},
+                    thresholds={n: v.kpis for n, v in self.state.versions.items()})
+        self.steps.append(step)
+        parents = [self.infos[version].program_id] if version in self.infos else []
+
+        def put() -> None:
+            rec = self.registry.put_json(step, kind="rollout", name=f"{self.app_name}/step-{step['step']}",
+                                         parents=parents, extra={"app": self.app_name, "action": step["action"],
+                                                                 "step": step["step"]})
+            step["artifact"] = rec.id
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # called outside the event loop (set-up): store now
+            put()
+            return step
+        self._spawn(asyncio.to_thread(put))
+        return step
+
+    async def _call(self, v: VersionState, spikes: np.ndarray) -> dict[str, Any]:
+        """One request on a version's replicas; a replica that dies mid-call is retried on another."""
+        import ray.exceptions as rex
+
+        last: Exception | None = None
+        for attempt in range(CALL_RETRIES):
+            try:
+                return await self.handles[v.name].infer.remote(spikes)
+            except (rex.RayActorError, rex.ActorUnavailableError) as exc:
+                last = exc
+                self.retries += 1
+                await asyncio.sleep(0.05 * 2 ** attempt)
+        raise RuntimeError(f"version {v.name}: every retry failed: {last}")
+
+    def _monitor(self, v: VersionState) -> None:
+        if v.role not in ("canary", "shadow"):
+            return
+        reasons = breaches(self.windows[v.name].snapshot(), v.kpis, self.policy)
+        if reasons:
+            step = self.state.rollback(v.name, reason="automatic: " + "; ".join(reasons))
+            self.metrics.rollbacks[v.name] += 1
+            self._record(step, v.name)
+
+    def _spikes_for(self, info: ModelInfo, form: str, arr: np.ndarray, field: str) -> np.ndarray:
+        if form == "inputs":
+            x = check_inputs(arr, info.input_shape, field)
+            try:
+                return encode_inputs(info, x)
+            except ValueError as exc:
+                raise RequestProblem(422, f"{field}: {exc}") from None
+        return check_spikes(arr, int(info.encoder["timesteps"]), info.n_in, field)
+
+    async def _predict(self, form: str, arr: np.ndarray, pin: str | None, field: str) -> JSONResponse:
+        t0 = time.perf_counter()
+        v = self.state.get(pin) if pin else self.state.choose()
+        info = self.infos[v.name]
+        spikes = self._spikes_for(info, form, arr, field)
+        win = self.windows[v.name]
+        try:
+            out = await self._call(v, spikes)
+        except Exception as exc:  # a device failure is the version's error, answered, never a crash
+            win.add(ok=False)
+            self._monitor(v)
+            return JSONResponse(status_code=503, content={"error": f"version {v.name}: device unavailable: {exc}"},
+                                headers={"x-fabric-version": v.name})
+        serving_ms = (time.perf_counter() - t0) * 1e3
+        n = len(spikes)
+        win.add(ok=True, device_ms=out["device_ms"], serving_ms=serving_ms, energy_mj=out["energy_mj"], samples=n)
+        self.metrics.served(v.name, serving_ms, out["device_ms"], out["energy_mj"] * n, n)
+        self.inputs[v.name].extend(spikes)
+        rid = uuid.uuid4().hex
+        self.preds[rid] = (v.name, out["classes"])
+        while len(self.preds) > FEEDBACK_MEMORY:
+            self.preds.popitem(last=False)
+        if v.role == "primary":
+            for s in self.state.shadows():
+                self._spawn(self._shadow(s, form, arr, spikes))
+        self._monitor(v)
+        mode = "modelled (emulated device)" if out["emulated"] else "measured"
+        body = {"request_id": rid, "version": v.name, "role": v.role, "model_id": info.model_id,
+                "program_id": info.program_id, "kind": info.kind,
+                "predictions": [{"class": c, "label": info.classes[c] if c < len(info.classes) else c, "scores": s}
+                                for c, s in zip(out["classes"], out["scores"], strict=True)],
+                "scores_are": "output-layer spike counts per class",
+                "device_latency_ms": out["device_ms"], "energy_mj": out["energy_mj"], "figures": mode,
+                "serving_ms": serving_ms, "batch_samples": out["batch_samples"]}
+        return JSONResponse(content=body, headers={"x-fabric-version": v.name})
+
+    async def _shadow(self, s: VersionState, form: str, arr: np.ndarray, spikes: np.ndarray) -> None:
+        """Copy of a primary request to a shadow: KPIs recorded, response discarded."""
+        t0 = time.perf_counter()
+        info = self.infos[s.name]
+        try:
+            x = self._spikes_for(info, form, arr, "shadow") if form == "inputs" else check_spikes(
+                spikes, int(info.encoder["timesteps"]), info.n_in, "shadow")
+        except RequestProblem:
+            self.metrics.shadow[(s.name, "incompatible")] += 1
+            return
+        win = self.windows[s.name]
+        try:
+            out = await self._call(s, x)
+        except Exception:
+            win.add(ok=False)
+            self.metrics.shadow[(s.name, "error")] += 1
+        else:
+            ms = (time.perf_counter() - t0) * 1e3
+            win.add(ok=True, device_ms=out["device_ms"], serving_ms=ms, energy_mj=out["energy_mj"], samples=len(x))
+            self.metrics.shadow[(s.name, "ok")] += 1
+            self.inputs[s.name].extend(x)
+            self.preds[uuid.uuid4().hex] = (s.name, out["classes"])
+        if s.role == "shadow":
+            self._monitor(s)
+
+    # -- public routes -------------------------------------------------------------------------
+    async def predict(self, body: PredictRequest, authorization: str | None = Header(None)) -> JSONResponse:
+        if self.gate_predict:
+            self._auth(authorization)
+        if (body.inputs is None) == (body.spikes is None):
+            raise RequestProblem(422, "body: give exactly one of 'inputs' (raw samples) or 'spikes'")
+        form, field = ("inputs", "inputs") if body.inputs is not None else ("spikes", "spikes")
+        arr = to_array(body.inputs if body.inputs is not None else body.spikes, field)
+        return await self._predict(form, arr, body.version, field)
+
+    async def predict_npy(self, request: Request, form: Literal["spikes", "inputs"] = "spikes",
+                          version: str | None = Query(None, pattern=VERSION_RE),
+                          authorization: str | None = Header(None)) -> JSONResponse:
+        if self.gate_predict:
+            self._auth(authorization)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip()
+        if ctype not in ("application/octet-stream", "application/x-npy"):
+            raise RequestProblem(415, f"content-type: expected application/octet-stream (.npy), got {ctype or 'none'!r}")
+        data = await request.body()
+        if len(data) > MAX_BODY_BYTES:
+            raise RequestProblem(413, f"body: {len(data)} bytes > limit {MAX_BODY_BYTES}")
+        return await self._predict(form, parse_npy(data), version, "body")
+
+    async def feedback(self, body: FeedbackRequest, authorization: str | None = Header(None)) -> dict[str, Any]:
+        if self.gate_predict:
+            self._auth(authorization)
+        hit = self.preds.get(body.request_id)
+        if hit is None:
+            raise RequestProblem(404, f"request_id: unknown or expired request id {body.request_id!r}")
+        ver, classes = hit
+        if len(body.labels) != len(classes):
+            raise RequestProblem(422, f"labels: {len(body.labels)} labels for a request of {len(classes)} samples")
+        n_out = self.infos[ver].n_out
+        if any(not 0 <= y < n_out for y in body.labels):
+            raise RequestProblem(422, f"labels: class indices must be in [0, {n_out})")
+        correct = [int(a) == int(b) for a, b in zip(classes, body.labels, strict=True)]
+        self.windows[ver].feedback(correct)
+        if ver in self.state.versions:
+            self._monitor(self.state.versions[ver])
+        return {"request_id": body.request_id, "version": ver, "correct": sum(correct), "samples": len(correct),
+                "accuracy_feedback": self.windows[ver].snapshot()["accuracy_feedback"]}
+
+    async def healthz(self) -> dict[str, Any]:
+        return {"ok": True, "app": self.app_name}
+
+    async def readyz(self) -> JSONResponse:
+        p = self.state.primary
+        if p is None:
+            return JSONResponse(status_code=503, content={"ready": False, "reason": "no primary version deployed"})
+        try:
+            h = await asyncio.wait_for(self.handles[p.name].health.remote(), 5.0)
+        except Exception as exc:
+            return JSONResponse(status_code=503, content={"ready": False, "reason": f"{p.name}: {exc}"})
+        return JSONResponse(content={"ready": bool(h.get("ok", True)), "primary": p.name, "device": h},
+                            status_code=200 if h.get("ok", True) else 503)
+
+    async def metrics_text(self) -> PlainTextResponse:
+        return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    # -- admin ---------------------------------------------------------------------------------
+    def status_body(self) -> dict[str, Any]:
+        deps = []
+        for n, v in self.state.versions.items():
+            snap = self.windows[n].snapshot()
+            deps.append({"version": n, "kind": v.kind, "model_id": v.model_id, "program_id": v.program_id,
+                         "app": v.app_name, "placement": v.placement, "replicas": v.replicas,
+                         "weight": v.weight, "role": v.role, "kpis": v.kpis,
+                         "breaches": breaches(snap, v.kpis, self.policy)} | snap)
+        return {"app": self.app_name, "deployments": deps, "policy": self.policy.to_dict(), "retries": self.retries,
+                "steps": self.steps[-50:], "latency_definition": LATENCY_DEFINITION}
+
+    async def status(self, authorization: str | None = Header(None)) -> dict[str, Any]:
+        self._auth(authorization)
+        for v in list(self.state.candidates()):
+            self._monitor(v)
+        return self.status_body()
+
+    async def deploy(self, body: DeployRequest, authorization: str | None = Header(None)) -> dict[str, Any]:
+        self._auth(authorization)
+        import ray
+
+        from actors.base import RUNTIMES
+        from serve._private.factory import deploy_model_app
+
+        async with self._admin_lock:
+            name = body.version or self.state.next_name()
+            if name in self.state.versions:
+                raise RequestProblem(409, f"version: {name!r} already exists")
+            if body.kind is not None and body.kind not in RUNTIMES:
+                raise RequestProblem(422, f"kind: unknown device kind {body.kind!r}; valid: {sorted(RUNTIMES)}")
+            if body.role != "primary" and self.state.primary is None:
+                raise RequestProblem(409, "role: the first version must be the primary")
+            unknown = sorted(set(body.kpis or {}) - set(KPI_NAMES))
+            if unknown:
+                raise RequestProblem(422, f"kpis: unknown threshold(s) {unknown}; valid: {list(KPI_NAMES)}")
+            info = await asyncio.to_thread(resolve_model, self.registry, body.model_id, body.kind)
+            if info.kind != "cpu" and ray.cluster_resources().get(info.kind, 0.0) < 1:
+                raise RequestProblem(409, f"kind: no node of this cluster advertises the {info.kind!r} resource")
+            need = body.replicas * self.device_share
+            if (body.placement == "replica" and info.kind != "cpu"
+                    and ray.available_resources().get(info.kind, 0.0) < need - 1e-9):
+                raise RequestProblem(409, f"placement: no free share of {info.kind!r} for {body.replicas} in-replica "
+                                          "runtime(s); use placement 'pool' (the shared device actors)")
+            app_name = f"{self.app_name}-{name}"
+            try:
+                await asyncio.wait_for(asyncio.to_thread(
+                    deploy_model_app, app_name, store=self.store, tenant=self.tenant, info=info.to_dict(),
+                    replicas=body.replicas, max_batch_size=body.max_batch_size,
+                    batch_wait_timeout_s=body.batch_wait_timeout_s, device_share=self.device_share,
+                    placement=body.placement), 180)
+            except TimeoutError:
+                from ray import serve
+
+                serve.delete(app_name, _blocking=False)
+                raise RequestProblem(409, f"kind: replicas of {app_name} could not be placed within 180 s") from None
+            from ray import serve
+
+            step = self.register(name, info, serve.get_app_handle(app_name), model_id=body.model_id, role=body.role,
+                                 weight=body.weight, kpis=body.kpis, placement=body.placement,
+                                 replicas=body.replicas, app_name=app_name,
+                                 policy=body.policy.model_dump(exclude_none=True) if body.policy else None)
+            v = self.state.versions[name]
+            return {"version": name, "app": app_name, "role": v.role, "weight": v.weight, "kind": info.kind,
+                    "kpis": v.kpis, "step": step, "model": info.to_dict()}
+
+    async def traffic(self, body: TrafficRequest, authorization: str | None = Header(None)) -> dict[str, Any]:
+        self._auth(authorization)
+        if body.role == "canary":
+            step = self.state.set_canary(body.version, 0.1 if body.weight is None else body.weight)
+        elif body.role == "shadow":
+            step = self.state.set_shadow(body.version)
+        else:
+            step = self.state.promote(body.version)
+        return self._record(step, body.version)
+
+    async def rollback(self, body: RollbackRequest, authorization: str | None = Header(None)) -> dict[str, Any]:
+        self._auth(authorization)
+        step = self.state.rollback(body.version, reason=body.reason)
+        self.metrics.rollbacks[step["from_version"]] += 1
+        return self._record(step, step["from_version"])
+
+    async def snapshot(self, body: SnapshotRequest, authorization: str | None = Header(None)) -> dict[str, Any]:
+        self._auth(authorization)
+        p = self.state.primary
+        name = body.version or (p.name if p else None)
+        if name is None:
+            raise RequestProblem(409, "version: nothing deployed")
+        self.state.get(name)
+        window = list(self.inputs[name])
+        if not window:
+            raise RequestProblem(409, f"version: {name!r} has served no inputs yet")
+        arr = np.stack(window).astype(np.uint8)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, spikes=arr)
+        info = self.infos[name]
+        meta = {"app": self.app_name, "version": name, "samples": int(arr.shape[0]), "shape": list(arr.shape),
+                "model_id": info.model_id, "program_id": info.program_id, "encoding_id": info.encoding_id,
+                "kind": info.kind, "window": INPUT_WINDOW}
+        rec = await asyncio.to_thread(self.registry.put, buf.getvalue(), kind="served-inputs",
+                                      name=f"{self.app_name}/{name}/served-inputs", parents=[info.program_id],
+                                      spec_hash=info.spec_hash, extra=meta)
+        return {"artifact": rec.id} | meta
+

@@ -1,0 +1,175 @@
+"""The search space from ``spec.search_space``, candidate specs, model compression, and fit pruning.
+
+Everything here is plain Python (no Ray), so a candidate that cannot fit a target kind is refused
+in-process from an *untrained* model of its shape (same NIR export, same kind compiler, same
+FitError) before any training time is spent on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from fabric.records import FitError
+from fabric.snn import LifMLP, export_nir
+from fabric.spec import SearchSpaceSpec, Spec, SpecError
+
+__all__ = ["DEFAULT_SPACE", "effective_space", "make_space_fn", "candidate_spec", "compress", "compile_options",
+           "check_fit", "hidden_key", "parse_hidden"]
+
+# Used when the spec names no search space: small networks around digits/HAR sizes.
+DEFAULT_SPACE: dict[str, Any] = {
+    "beta": {"low": 0.7, "high": 0.95},
+    "threshold": {"low": 0.5, "high": 1.5},
+    "hidden": [[16], [32], [16, 16]],
+    "weight_bits": [4, 8],
+    "sparsity": {"low": 0.0, "high": 0.5},
+}
+
+
+def effective_space(spec: Spec) -> SearchSpaceSpec:
+    """The spec's search space, or :data:`DEFAULT_SPACE` when it names none."""
+    ss = spec.search_space
+    if ss.model_dump():
+        return ss
+    return SearchSpaceSpec.model_validate(DEFAULT_SPACE)
+
+
+def hidden_key(hidden: Sequence[int]) -> str:
+    """Optuna categoricals must be scalars: ``[16, 16]`` <-> ``"16-16"``."""
+    return "-".join(str(int(h)) for h in hidden)
+
+
+def parse_hidden(key: str) -> list[int]:
+    return [int(h) for h in str(key).split("-")]
+
+
+class _SpaceFn:
+    """Optuna define-by-run space over a :class:`SearchSpaceSpec`: a picklable callable, because
+    Tune checkpoints the searcher (and with it this function) for ``resume``."""
+
+    def __init__(self, space: SearchSpaceSpec) -> None:
+        self.space = space.model_dump()
+
+    @staticmethod
+    def _range(trial: Any, name: str, r: Any) -> None:
+        if isinstance(r, list):
+            trial.suggest_categorical(name, r)
+        else:
+            trial.suggest_float(name, r["low"], r["high"], log=bool(r.get("log", False)))
+
+    def __call__(self, trial: Any) -> None:
+        s = self.space
+        if s.get("timesteps"):
+            trial.suggest_categorical("timesteps", list(s["timesteps"]))
+        for k, r in sorted((s.get("encoder_params") or {}).items()):
+            self._range(trial, f"encoder.{k}", r)
+        for name in ("beta", "threshold", "sparsity", "lr"):
+            if s.get(name) is not None:
+                self._range(trial, name, s[name])
+        if s.get("hidden"):
+            trial.suggest_categorical("hidden", [hidden_key(h) for h in s["hidden"]])
+        if s.get("weight_bits"):
+            trial.suggest_categorical("weight_bits", list(s["weight_bits"]))
+
+
+def make_space_fn(space: SearchSpaceSpec) -> Callable[[Any], None]:
+    """An Optuna define-by-run function sampling every field the space names (flat config keys)."""
+    return _SpaceFn(space)
+
+
+def candidate_spec(spec: Spec, config: dict[str, Any]) -> Spec:
+    """The spec a trial trains: ``spec`` with ``config``'s values applied (validated like any spec)."""
+    d = spec.to_dict()
+    d["search_space"] = {}
+    known = {"timesteps", "beta", "threshold", "sparsity", "lr", "hidden", "weight_bits"}
+    for key, value in config.items():
+        if key.startswith("encoder."):
+            d["encoder"]["params"] = {**d["encoder"]["params"], key.split(".", 1)[1]: value}
+        elif key == "timesteps":
+            d["encoder"]["timesteps"] = int(value)
+        elif key in ("beta", "threshold"):
+            d["model"][key] = float(value)
+        elif key == "hidden":
+            d["model"]["hidden"] = parse_hidden(value) if isinstance(value, str) else list(value)
+        elif key == "lr":
+            d["train"]["lr"] = float(value)
+        elif key not in known:
+            raise SpecError([(f"config.{key}", "not a search-space parameter")], "candidate")
+    return Spec.from_dict(d, "candidate")
+
+
+def compress(model: LifMLP, weight_bits: int | None = None, sparsity: float | None = None) -> LifMLP:
+    """Prune the smallest ``sparsity`` fraction of each layer's weights, then quantize symmetrically.
+
+    Done in place on the float model before NIR export, so every kind sees the compressed weights
+    and the measured accuracy includes the compression loss.
+    """
+    with torch.no_grad():
+        for fc in model.fcs:
+            w = fc.weight
+            if sparsity:
+                k = int(round(float(sparsity) * w.numel()))
+                if k > 0:
+                    thr = w.abs().flatten().kthvalue(k).values
+                    w[w.abs() <= thr] = 0.0
+            if weight_bits:
+                nz = w[w != 0]
+                if nz.numel() == 0:
+                    continue
+                if int(weight_bits) == 1:
+                    w.copy_(torch.sign(w) * nz.abs().mean())
+                else:
+                    qmax = 2 ** (int(weight_bits) - 1) - 1
+                    scale = w.abs().max() / qmax
+                    w.copy_(torch.round(w / scale) * scale)
+    return model
+
+
+def compile_options(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Compile options a kind takes from the config (``weight_bits`` where the kind has that option)."""
+    from actors.base import get_runtime_class
+
+    doc = getattr(get_runtime_class(kind), "options_doc", {}) or {}
+    return {"weight_bits": int(config["weight_bits"])} if "weight_bits" in config and "weight_bits" in doc else {}
+
+
+_RUNTIMES: dict[str, Any] = {}
+
+
+def _runtime(kind: str) -> Any:
+    from actors.base import make_runtime
+
+    if kind not in _RUNTIMES:
+        _RUNTIMES[kind] = make_runtime(kind, device_id=f"{kind}-fitcheck")
+    return _RUNTIMES[kind]
+
+
+def check_fit(cand: Spec, config: dict[str, Any], n_in: int, n_out: int, kinds: Sequence[str]) -> dict[str, str | None]:
+    """Compile an untrained model of the candidate's shape for each kind: kind -> None (fits) or the reason.
+
+    The reason is the kind's FitError (violated limits) or its one-line refusal of the graph.
+    """
+    from fabric.train import build_model
+
+    model = compress(build_model(cand, n_in, n_out), config.get("weight_bits"), config.get("sparsity"))
+    graph = export_nir(model, metadata={"timesteps": cand.encoder.timesteps})
+    out: dict[str, str | None] = {}
+    for kind in kinds:
+        try:
+            _runtime(kind).compile(graph, compile_options(kind, config))
+            out[kind] = None
+        except FitError as exc:
+            out[kind] = " ".join(str(exc).split())
+        except ValueError as exc:  # unsupported node / option refused by the kind
+            out[kind] = " ".join(str(exc).split())
+    return out
+
+
+def weight_sparsity(model: LifMLP) -> float:
+    """Fraction of zero weights (what ``sparsity`` achieved after quantization)."""
+    ws = [fc.weight.detach().cpu().numpy() for fc in model.fcs]
+    return float(sum(int(np.count_nonzero(w == 0)) for w in ws) / max(1, sum(w.size for w in ws)))

@@ -1,0 +1,153 @@
+"""``fabric tune``: multi-objective, hardware-in-the-loop search; ``--select`` picks from a front."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["add_parser", "main"]
+
+EPILOG = """examples:
+  fabric tune examples/digits_tune.yaml --kinds loihi,fpga --samples 16 --seed 1
+  fabric tune examples/digits_tune.yaml --resume              continue the newest interrupted experiment
+  fabric tune examples/digits_tune.yaml --select "latency_ms<5 and energy_mj<0.5"
+  fabric tune --from <pareto-id> --select "accuracy>0.8 and kind==loihi"   no re-run
+
+objectives: accuracy (max, test split on the device), latency_ms (min, device time per inference, modelled
+for emulated kinds), energy_mj (min, modelled), footprint_kb (min). --select grammar: comparisons
+NAME OP VALUE (OP one of < <= > >= == !=) joined by and/or/not and parentheses; names are the
+objectives and `kind`. The best feasible row is the most accurate, then the lowest latency, energy,
+footprint. exit codes: 0 done (or a row selected), 2 bad input, 3 nothing satisfies --select."""
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``fabric tune`` (heavy imports stay inside :func:`main`)."""
+    p = sub.add_parser("tune", help="multi-objective AutoML measured on device actors -> Pareto front",
+                       description="Search SPEC's search_space with Ray Tune (Optuna NSGA-II over accuracy, latency, "
+                       "energy, footprint; ASHA early stopping on the training curve). Every candidate is fit-checked "
+                       "per kind before training, then measured on the shared device actors. Stores the Pareto front "
+                       "(registry kind 'pareto') and a plot.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", metavar="SPEC", nargs="?", help="requirements YAML with a search_space (optional with --from)")
+    p.add_argument("--kinds", help="comma-separated device kinds to measure on (default: the spec's targets)")
+    p.add_argument("--samples", type=int, default=16, help="number of trials (default 16)")
+    p.add_argument("--seed", type=int, help="sampler seed (default: the spec's seed)")
+    p.add_argument("--max-concurrent", type=int, default=2, help="trials at once, 1 CPU each (default 2)")
+    p.add_argument("--no-early-stop", action="store_true",
+                   help="train every trial for every epoch (default: ASHA stops poor training curves early)")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="DIR",
+                   help="restore an interrupted experiment: DIR, or the newest one of SPEC under --storage-path")
+    p.add_argument("--storage-path", metavar="DIR", help="Tune experiment root (default <store>/tune)")
+    p.add_argument("--select", metavar="EXPR", help='pick the best feasible model, e.g. "latency_ms<5 and energy_mj<0.5"')
+    p.add_argument("--from", dest="from_id", metavar="PARETO_ID", help="apply --select to a stored pareto artifact")
+    p.add_argument("--store", metavar="URL", help="artifact store (default $FABRIC_STORE or ./.fabric/store)")
+    p.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else a local fabric)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"fabric: error: {msg}", file=sys.stderr)
+    return code
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_rows(rows: list[dict[str, Any]], only: list[int] | None = None) -> str:
+    """Table of (trial, kind) rows; ``*`` marks the Pareto front."""
+    head = f"{'':2}{'trial':<22}{'kind':<10}{'status':<15}{'accuracy':>9}{'latency ms':>12}{'energy mJ':>12}{'KB':>8}  config"
+    out = [head, "-" * len(head)]
+    for i in only if only is not None else range(len(rows)):
+        r, m = rows[i], rows[i]["metrics"]
+        cfg = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["config"].items()))
+        out.append(f"{'*' if r.get('on_front') else ' ':2}{str(r['trial_id'])[:21]:<22}{r['kind']:<10}{r['status']:<15}"
+                   f"{_fmt(m['accuracy'], '.3f'):>9}{_fmt(m['latency_ms'], '.4f'):>12}{_fmt(m['energy_mj'], '.5f'):>12}"
+                   f"{_fmt(m['footprint_kb'], '.1f'):>8}  {cfg}")
+    out.append("* = on the Pareto front. latency = device time per inference, energy per inference: modelled for "
+               "emulated kinds (fabric devices --json lists constants and sources).")
+    return "\n".join(out)
+
+
+def _select(rows: list[dict[str, Any]], expr: str, as_json: bool, pareto_id: str) -> int:
+    from tune._pareto import SelectError, select
+
+    try:
+        hit = select(rows, expr)
+    except SelectError as exc:
+        return _fail(str(exc), 2)
+    if hit is None:
+        if as_json:
+            print(json.dumps({"select": expr, "pareto_id": pareto_id, "selected": None}))
+        return _fail(f"no measured model satisfies {expr!r} (pareto {pareto_id[:12]})", 3)
+    i, row = hit
+    if as_json:
+        print(json.dumps({"select": expr, "pareto_id": pareto_id, "index": i, "selected": row}, default=str))
+    else:
+        print(f"selected (pareto {pareto_id[:12]}, row {i}) for {expr!r}:")
+        print(format_rows(rows, [i]))
+        print(f"model {row['model_id']}  program {row['program_id']}")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run a search (or read a stored front) and print the front or the selected model."""
+    from fabric.registry import ArtifactNotFound, Registry
+
+    reg = Registry(args.store)
+    if args.from_id:
+        if not args.select:
+            return _fail("--from needs --select EXPR", 2)
+        try:
+            rec = reg.record(args.from_id)
+        except (ArtifactNotFound, ValueError) as exc:
+            return _fail(f"--from: {exc}", 2)
+        if rec.kind != "pareto":
+            return _fail(f"--from: artifact {rec.id[:12]} is a {rec.kind!r}, not a 'pareto'", 2)
+        return _select(reg.get_json(rec.id)["trials"], args.select, args.json, rec.id)
+    if not args.spec:
+        return _fail("tune needs SPEC (or --from PARETO_ID with --select)", 2)
+    if args.select:  # validate the expression before spending any compute
+        from tune._pareto import SelectError, parse_select
+
+        try:
+            parse_select(args.select)
+        except SelectError as exc:
+            return _fail(str(exc), 2)
+    from fabric.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as exc:
+        return _fail(str(exc), 2)
+    from fabric.connect import connect
+    from tune._run import TuneError, run_tune
+
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
+    quiet = args.quiet or args.json
+    try:
+        connect(args.address)
+        res = run_tune(spec, reg, kinds=kinds, num_samples=args.samples, seed=args.seed,
+                       storage_path=args.storage_path, resume=args.resume, max_concurrent=args.max_concurrent,
+                       early_stop=not args.no_early_stop,
+                       progress=not quiet, log=(lambda s: None) if quiet else (lambda s: print(s, flush=True)))
+    except TuneError as exc:
+        return _fail(str(exc), 2)
+    if args.select:
+        if not args.json:
+            print(format_rows(res.rows, res.front))
+        return _select(res.rows, args.select, args.json, res.pareto_id)
+    if args.json:
+        print(json.dumps({"experiment": res.experiment, "experiment_path": res.experiment_path,
+                          "pareto_id": res.pareto_id, "plot_id": res.plot_id, "front": res.front, "trials": res.rows,
+                          "seconds": res.seconds, "errors": res.errors}, default=str))
+    else:
+        print(format_rows(res.rows, res.front))
+        print(f"pareto {res.pareto_id}  plot {res.plot_id}  ({res.trials} trials, {len(res.front)} on the front, "
+              f"{res.seconds:.0f}s; fabric registry cat {res.plot_id[:12]} --out pareto.png)")
+        for e in res.errors:
+            print(f"trial error: {e}")
+    return 0
