@@ -120,6 +120,16 @@ def build_app(ing: Ingress) -> FastAPI:
     return api
 
 
+def _running_app_handle(app_name: str) -> Any:
+    """Serve handle of ``app_name`` if that application is running, else None."""
+    from ray import serve
+
+    app = serve.status().applications.get(app_name)
+    if app is None or str(app.status).split(".")[-1] not in ("RUNNING", "DEPLOYING", "UNHEALTHY"):
+        return None
+    return serve.get_app_handle(app_name)
+
+
 class Ingress:
     """Routes requests across the versions of one app and runs the rollout monitor."""
 
@@ -140,11 +150,14 @@ class Ingress:
         self.steps: list[dict[str, Any]] = []
         self.metrics = Metrics()
         self.retries = 0
+        self.session = uuid.uuid4().hex[:12]  # tells this ingress's rollout records from earlier ones
         self._tasks: set[asyncio.Task[Any]] = set()
         self._admin_lock = asyncio.Lock()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        """Serve calls this in the replica after ``__init__`` (routes are bound to this instance)."""
+        """Serve calls this in the replica after ``__init__`` (routes are bound to this instance);
+        a restarted ingress first restores its traffic state from the registry."""
+        self.restore(_running_app_handle)
         return build_app(self)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -174,6 +187,45 @@ class Ingress:
             raise
         return self._record(step, name)
 
+    def restore(self, handle_for: Any) -> int:
+        """Rebuild versions, roles and weights from this app's newest ``rollout`` artifact.
+
+        Serve restarts a dead ingress replica with its constructor arguments only; this puts the
+        traffic state back for every version whose app ``handle_for(app_name)`` still finds running
+        (``None`` = gone). Live KPI windows restart empty. Returns the number of versions restored.
+        """
+        recs = [r for r in self.registry.ls(kind="rollout") if r.extra.get("app") == self.app_name]
+        if not recs:
+            return 0
+        session = max(recs, key=lambda r: r.created).extra.get("session")  # the newest ingress's steps,
+        mine = [r for r in recs if r.extra.get("session") == session]  # then its highest step number
+        last = self.registry.get_json(max(mine, key=lambda r: (r.extra.get("step", 0), r.created)).id)
+        restored: dict[str, VersionState] = {}
+        for name, vd in (last.get("versions") or {}).items():
+            handle = handle_for(vd["app_name"])
+            if handle is None:
+                continue
+            try:
+                info = resolve_model(self.registry, vd["model_id"], vd["kind"])
+            except (ResolveError, ArtifactNotFound, IntegrityError):
+                continue
+            self.handles[name], self.infos[name] = handle, info
+            self.windows[name] = KpiWindow(self.policy.window)
+            self.inputs[name] = deque(maxlen=INPUT_WINDOW)
+            restored[name] = VersionState(**vd)
+        if not any(v.role == "primary" for v in restored.values()):
+            for d in (self.handles, self.infos, self.windows, self.inputs):
+                d.clear()
+            return 0
+        self.state.versions = restored
+        prev = last.get("previous_primary")
+        self.state.previous_primary = prev if prev in restored else None
+        self.steps = [s for s in [last] if s]
+        self._record({"action": "restore", "from_version": None, "to_version": self.state.primary.name,
+                      "weights": self.state.weights(), "reason": f"ingress restarted; state of step {last.get('step')}",
+                      "roles": {n: v.role for n, v in restored.items()}}, self.state.primary.name)
+        return len(restored)
+
     def _spawn(self, coro: Any) -> None:
         t = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(t)
@@ -182,6 +234,8 @@ class Ingress:
     def _record(self, step: dict[str, Any], version: str | None) -> dict[str, Any]:
         """Number the step, keep it in memory, and store it as a signed ``rollout`` artifact."""
         step = dict(step, app=self.app_name, step=len(self.steps) + 1, time=time.time(),
+                    versions={n: v.to_dict() for n, v in self.state.versions.items()},
+                    previous_primary=self.state.previous_primary,
                     kpis={n: self.windows[n].snapshot() for n in self.windows},
                     thresholds={n: v.kpis for n, v in self.state.versions.items()})
         self.steps.append(step)
@@ -190,7 +244,7 @@ class Ingress:
         def put() -> None:
             rec = self.registry.put_json(step, kind="rollout", name=f"{self.app_name}/step-{step['step']}",
                                          parents=parents, extra={"app": self.app_name, "action": step["action"],
-                                                                 "step": step["step"]})
+                                                                 "step": step["step"], "session": self.session})
             step["artifact"] = rec.id
 
         try:

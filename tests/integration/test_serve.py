@@ -292,3 +292,25 @@ def test_cli_status_and_one_line_errors(served, tmp_path):
     r = subprocess.run(base + ["rollback", *url, "--token", TOKEN], capture_output=True, text=True, cwd=tmp_path,
                        timeout=60)
     assert r.returncode == 2 and "nothing to roll back" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_killed_ingress_comes_back_with_its_traffic_state(served):
+    import ray
+
+    c = served["client"]
+    before = {d["version"]: (d["role"], d["weight"]) for d in c.status()["deployments"]}
+    name = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                if a["name"].startswith("SERVE_REPLICA::itest#"))
+    ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+
+    def back() -> bool:
+        try:
+            return httpx.get(served["url"] + "/readyz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(back, 90, "Serve to restart the ingress")
+    st = c.status()
+    assert {d["version"]: (d["role"], d["weight"]) for d in st["deployments"]} == before
+    assert st["steps"][-1]["action"] == "restore"
+    assert c.predict(inputs=served["x"][:1])["version"] == "v1"

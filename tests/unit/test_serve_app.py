@@ -5,6 +5,7 @@ automatic rollback, snapshots. No Ray."""
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pytest
@@ -216,3 +217,54 @@ def test_shadow_blue_green_and_snapshot(app):
     assert rec.kind == "served-inputs" and rec.parents == [lo.info.program_id]
     with np.load(io.BytesIO(reg.get(rec.id))) as z:
         assert z["spikes"].shape == (12, T, N_IN)  # 6 requests x 2 samples
+
+
+def test_wrong_feedback_labels_roll_a_canary_back(app):
+    client, ing, servers = app
+    lo = servers["loihi"]
+    ing.register("v2", lo.info, _Handle(lo), model_id="z" * 12, role="canary", weight=0.5,
+                 kpis={"min_accuracy": 0.9}, policy={"min_feedback": 4})
+    x = np.random.default_rng(3).random((2, N_IN)).tolist()
+    for _ in range(40):
+        r = client.post("/v1/predict", json={"inputs": x}).json()
+        if r["version"] == "v2":
+            wrong = [(p["class"] + 1) % N_OUT for p in r["predictions"]]
+            assert client.post("/v1/feedback", json={"request_id": r["request_id"], "labels": wrong}).status_code == 200
+        if ing.state.versions["v2"].role == "rolled_back":
+            break
+    assert ing.state.versions["v2"].role == "rolled_back"
+    assert "accuracy_feedback 0.000 < min_accuracy 0.9" in ing.steps[-1]["reason"]
+    bad = client.post("/v1/feedback", json={"request_id": r["request_id"], "labels": [1]})
+    assert bad.status_code == 422 and "labels:" in bad.json()["error"]
+
+
+def test_predict_can_be_token_gated(lineage):
+    reg = lineage["reg"]
+    lo = ModelServer(reg.store.url, lineage["progs"]["loihi"])
+    ing = Ingress(app="gated", store=reg.store.url, tenant=None, token="s3cret", gate_predict=True)
+    ing.register("v1", lo.info, _Handle(lo), model_id="g" * 12)
+    with TestClient(build_app(ing)) as client:
+        body = {"inputs": [[0.3] * N_IN]}
+        assert client.post("/v1/predict", json=body).status_code == 401
+        assert client.post("/v1/predict", json=body, headers=AUTH).status_code == 200
+        assert client.get("/healthz").status_code == 200  # probes stay open
+
+
+def test_restarted_ingress_restores_roles_and_weights_from_rollout_records(lineage):
+    reg = lineage["reg"]
+    servers = {k: ModelServer(reg.store.url, p) for k, p in lineage["progs"].items()}
+    first = Ingress(app="restore", store=reg.store.url, tenant=None, token="t")
+    first.register("v1", servers["loihi"].info, _Handle(servers["loihi"]), model_id=lineage["progs"]["loihi"])
+    first.register("v2", servers["spinnaker"].info, _Handle(servers["spinnaker"]),
+                   model_id=lineage["progs"]["spinnaker"], role="canary", weight=0.2)
+    time.sleep(0.01)
+    first._record(first.state.promote("v2"), "v2")  # blue-green: v2 primary, v1 standby
+    handles = {"restore-v1": _Handle(servers["loihi"]), "restore-v2": _Handle(servers["spinnaker"])}
+    again = Ingress(app="restore", store=reg.store.url, tenant=None, token="t")
+    assert again.restore(handles.get) == 2
+    assert {n: (v.role, v.weight) for n, v in again.state.versions.items()} == {
+        "v1": ("standby", 0.0), "v2": ("primary", 1.0)}
+    assert again.state.previous_primary == "v1" and again.steps[-1]["action"] == "restore"
+    assert again.infos["v2"].kind == "spinnaker"
+    gone = Ingress(app="restore", store=reg.store.url, tenant=None, token="t")
+    assert gone.restore(lambda app: None) == 0 and gone.state.versions == {}  # apps gone: start empty
