@@ -127,6 +127,13 @@ def main(args: argparse.Namespace) -> int:
     from tune._run import TuneError, run_tune
 
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
+    from actors.base import RUNTIMES
+
+    bad = [k for k in kinds or [] if k not in RUNTIMES]
+    if bad:  # before any cluster is started
+        return _fail(f"--kinds: unknown device kind(s) {bad}; valid: {sorted(RUNTIMES)}", 2)
+    if args.samples < 1:
+        return _fail("--samples: must be >= 1", 2)
     quiet = args.quiet or args.json
     try:
         connect(args.address)
