@@ -402,7 +402,9 @@ def _golden(registry: Registry, program: Program, prog_id: str, enc_id: str, kin
 
 def _deploy(registry: Registry, spec: Spec, kind: str, prog_id: str, ev_id: str, model_id: str, nir_id: str,
             enc_meta: dict[str, Any], enc_id: str, n_in: int, n_out: int) -> ArtifactRecord:
-    """The deployment record the Serve room consumes (fields fixed by issue #6)."""
+    """The deployment record the Serve room consumes (fields fixed by issue #6). ``version`` is 1 + the
+    deployments of this spec name and kind already in the store; the stage is cached, so a rerun of the
+    same inputs returns the same record and version."""
     earlier = [r for r in registry.ls("deployment") if r.name == f"{spec.name}/{kind}"]
     dep = {"kind": kind, "program_id": prog_id, "model_id": model_id, "nir_id": nir_id, "encoding_id": enc_id,
            "encoder": {"name": enc_meta["encoder"], "timesteps": int(enc_meta["timesteps"]),

@@ -12,7 +12,6 @@ crash, a bad spec) is a failure of this test.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -56,10 +55,12 @@ def test_example_runs_as_a_ray_job_and_reports_every_kind(ray_cluster, tmp_path,
     spec = load_spec(spec_path)
     store = tmp_path / "store"
     env = dict(os.environ, RAY_ADDRESS=ray_cluster["dashboard"], RAY_AUTH_MODE="disabled")
+    # No --working-dir: the job runs the editable install the cluster's nodes share (the working-dir upload
+    # path is covered by test_pipeline_job; on the multi-node session cluster under load, Ray intermittently
+    # fails to fetch the uploaded package onto a node: "Failed to download runtime_env file package").
     r = subprocess.run(
-        [RAY, "job", "submit", "--working-dir", str(REPO),
-         "--runtime-env-json", json.dumps({"excludes": [".venv", "toolchains/lava/.venv", ".fabric", ".git"]}),
-         "--", sys.executable, "-m", "apps.pipeline", str(spec_path), "--store", str(store), "--quiet"],
+        [RAY, "job", "submit", "--", sys.executable, "-m", "apps.pipeline", str(spec_path), "--store", str(store),
+         "--quiet"],
         capture_output=True, text=True, env=env, timeout=300,
     )
     out = r.stdout + r.stderr
