@@ -129,7 +129,8 @@ class TrainSpec(_Strict):
     device: Literal["cpu", "cuda", "auto"] = "auto"
     mismatch_cv: float = Field(0.0, ge=0.0, lt=1.0, description="mismatch-aware training: per-batch log-normal "
                                "weight gain per neuron and sign with this CV, ramped up over the first half of "
-                               "the epochs (0 = off; DYNAP-SE ~0.2)")
+                               "the epochs (0 = off; DYNAP-SE: 0.2, the chip's CV, measured best "
+                               "in docs/devices_notes.md)")
 
 
 class BudgetSpec(_Strict):
