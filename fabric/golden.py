@@ -109,6 +109,12 @@ def _check_python(python: Path) -> None:
         raise GoldenUnavailable(f"runner script {RUN_LAVA} is missing")
 
 
+def _has_recurrence(program: Program) -> bool:
+    from fabric.loihi_fixed import program_layers
+
+    return any(fl.rec_weights is not None for fl in program_layers(program))
+
+
 def run_lava(jobs: Sequence[tuple[Program, np.ndarray]], *, python: Path | str | None = None,
              timeout_s: float = 900.0, block: int | None = None) -> tuple[list[list[np.ndarray]], dict[str, Any]]:
     """Run every ``(program, spikes)`` through Lava in one subprocess.
@@ -117,6 +123,9 @@ def run_lava(jobs: Sequence[tuple[Program, np.ndarray]], *, python: Path | str |
     weights small). Returns per-job lists of layer rasters ``[B, T, n]`` and run info
     (lava_version, wall_s, per-job and per-run timings).
     """
+    if any(_has_recurrence(program) for program, _ in jobs):
+        raise GoldenUnavailable("program has a recurrent Dense; toolchains/lava/run_lava.py builds "
+                                "feed-forward chains only, so there is no Lava reference for it")
     py = Path(python) if python is not None else lava_python()
     _check_python(py)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}

@@ -151,3 +151,15 @@ def test_loihi_recurrent_emulation_matches_an_integer_transcription_of_lava():
     ref = _reference_lif_rec(fl, x)
     assert ref.sum() > 0
     np.testing.assert_array_equal(em.rasters[0], ref)
+
+
+def test_golden_refuses_recurrent_loihi_program_with_reason():
+    """The Lava runner builds feed-forward chains only: a recurrent program must be refused, not mis-compared."""
+    from fabric.golden import GoldenUnavailable, run_lava
+
+    rng = np.random.default_rng(0)
+    graph = build_recurrent_graph(rng.normal(0, 0.4, (8, 16)), rng.normal(0, 0.1, (8, 8)), rng.normal(0, 0.5, (3, 8)))
+    prog = make_runtime("loihi").compile(graph)
+    x = np.zeros((1, 4, 16), dtype=np.uint8)
+    with pytest.raises(GoldenUnavailable, match="recurrent Dense"):
+        run_lava([(prog, x)], python="/nonexistent/python")
