@@ -114,7 +114,10 @@ class _Ticket:
     kind: str
     tenant: str
     allowed: frozenset[str]
+    owner: str = ""
     board: str | None = None
+    granted_at: float = 0.0
+    claimed: bool = False
 
 
 class BoardScheduler:
@@ -178,13 +181,16 @@ class BoardScheduler:
                 f"(quota.device_seconds); no more {kind} batches are granted"
             )
 
-    def request(self, kind: str, tenant: str, allowed: list[str] | None = None) -> int:
-        """Queue a ticket for one batch on ``kind``; raises QuotaExceeded when the budget is spent."""
+    def request(self, kind: str, tenant: str, allowed: list[str] | None = None, owner: str = "") -> int:
+        """Queue a ticket for one batch on ``kind``; raises QuotaExceeded when the budget is spent.
+
+        ``owner`` identifies the caller process, so that its queued tickets can be dropped when it is
+        found dead (see :meth:`sweep`)."""
         self.check_quota(tenant, kind)
         names = frozenset(allowed) if allowed else frozenset(b.name for b in self.boards.values() if b.kind == kind)
         if not names:
             raise KeyError(f"no boards of kind {kind!r} are registered with the scheduler")
-        t = _Ticket(id=next(self._ids), kind=kind, tenant=tenant, allowed=names)
+        t = _Ticket(id=next(self._ids), kind=kind, tenant=tenant, allowed=names, owner=owner)
         self.tickets[t.id] = t
         self.waiting.setdefault(kind, {}).setdefault(tenant, deque()).append(t)
         self._arrival.setdefault((kind, tenant), next(self._seq))
@@ -236,7 +242,7 @@ class BoardScheduler:
                 tenants[t.tenant].remove(t)
                 seq = next(self._seq)
                 self.last_served[(kind, t.tenant)] = seq
-                board.holder, t.board = t.id, board.name
+                board.holder, t.board, t.granted_at = t.id, board.name, time.monotonic()
                 n = self.in_flight[t.tenant] = self.in_flight.get(t.tenant, 0) + 1
                 self.peak_in_flight[t.tenant] = max(self.peak_in_flight.get(t.tenant, 0), n)
                 self.grant_log.append((seq, kind, t.tenant, board.name))
@@ -263,6 +269,33 @@ class BoardScheduler:
                 b.healthy = False
                 self.drain(b.name, f"unhealthy: {reason}")
         self._free(t)
+
+    def claim(self, ticket: int) -> None:
+        """The caller received the grant (it is alive and is sending the batch to the board)."""
+        t = self.tickets.get(ticket)
+        if t is not None:
+            t.claimed = True
+
+    def sweep(self, claim_timeout_s: float = 60.0, now: float | None = None) -> list[int]:
+        """Reclaim boards granted to callers that never used them (the caller died after queueing).
+
+        A grant not claimed within ``claim_timeout_s`` frees its board, and every other ticket still
+        queued by the same owner is dropped (that caller is gone). Returns the dropped ticket ids.
+        """
+        now = time.monotonic() if now is None else now
+        dead_owners: set[str] = set()
+        dropped: list[int] = []
+        for t in list(self.tickets.values()):
+            if t.board is not None and not t.claimed and now - t.granted_at > claim_timeout_s:
+                dead_owners.add(t.owner)
+                self.tickets.pop(t.id, None)
+                self._free(t)
+                dropped.append(t.id)
+        for t in list(self.tickets.values()):
+            if t.board is None and t.owner in dead_owners and t.owner:
+                self.cancel(t.id)
+                dropped.append(t.id)
+        return dropped
 
     def _free(self, t: _Ticket) -> None:
         b = self.boards.get(t.board or "")

@@ -38,6 +38,7 @@ __all__ = ["DeviceActor", "DevicePool", "remote_runtime_class", "actor_options",
 NAMESPACE = "fabric"
 SCHEDULER_NAME = "scheduler"
 HEALTH_TIMEOUT_S = 3.0
+CLAIM_TIMEOUT_S = 60.0  # a grant no board started within this long belongs to a dead caller
 
 
 class DeviceActor:
@@ -79,12 +80,14 @@ class DeviceActor:
         self._release(ticket, dt, True, "")
         return out
 
-    def _release(self, ticket: int | None, busy_s: float, ok: bool, reason: str) -> None:
-        if ticket is None:
-            return
+    def _scheduler(self) -> Any:
         if self._sched is None:
             self._sched = ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
-        self._sched.release.remote(ticket, busy_s, ok, reason)
+        return self._sched
+
+    def _release(self, ticket: int | None, busy_s: float, ok: bool, reason: str) -> None:
+        if ticket is not None:
+            self._scheduler().release.remote(ticket, busy_s, ok, reason)
 
     def compile(self, graph_dict: dict[str, Any], options: dict[str, Any] | None = None) -> Program:
         import nir
@@ -125,6 +128,10 @@ class SchedulerActor:
         self.futures: dict[int, Any] = {}
 
     def _pump(self) -> None:
+        for tid in self.core.sweep(CLAIM_TIMEOUT_S):  # grants nobody used: their caller is gone
+            fut = self.futures.pop(tid, None)
+            if fut is not None and not fut.done():
+                fut.cancel()
         for tid, decision in self.core.dispatch():
             fut = self.futures.get(tid)
             if fut is None or fut.done():
@@ -142,8 +149,8 @@ class SchedulerActor:
         self.core.set_quota(tenant, None if quota is None else Quota(**quota))
         self._pump()
 
-    async def request_many(self, kind: str, tenant: str, allowed: list[str], n: int) -> list[int]:
-        tids = [self.core.request(kind, tenant, allowed) for _ in range(n)]
+    async def request_many(self, kind: str, tenant: str, allowed: list[str], n: int, owner: str = "") -> list[int]:
+        tids = [self.core.request(kind, tenant, allowed, owner) for _ in range(n)]
         loop = self._asyncio.get_running_loop()
         for t in tids:
             self.futures[t] = loop.create_future()
@@ -168,6 +175,9 @@ class SchedulerActor:
     async def release(self, ticket: int, busy_s: float = 0.0, ok: bool = True, reason: str = "") -> None:
         self.core.release(ticket, busy_s, ok, reason)
         self._pump()
+
+    async def claim(self, ticket: int) -> None:
+        self.core.claim(ticket)
 
     async def cancel(self, tickets: list[int]) -> None:
         for t in tickets:
@@ -273,6 +283,7 @@ class DevicePool:
         self.sched.register.remote(kind, self.names)
         if quota is not None:
             ray.get(self.sched.set_quota.remote(tenant, quota.to_dict()))
+        self._owner = ray.get_runtime_context().get_worker_id()
         self._refs: dict[str, ray.ObjectRef] = {}  # program digest -> object ref (put once)
         self.queued = 0
         self.in_flight = 0
@@ -312,7 +323,8 @@ class DevicePool:
                 if k > 0:
                     idx = [todo.popleft() for _ in range(k)]
                     try:
-                        tids = ray.get(self.sched.request_many.remote(self.kind, self.tenant, self.names, k))
+                        tids = ray.get(self.sched.request_many.remote(self.kind, self.tenant, self.names, k,
+                                                                      self._owner))
                     except ray.exceptions.RayTaskError as exc:
                         raise _one_line(exc) from None
                     for i, t in zip(idx, tids, strict=True):
@@ -332,6 +344,7 @@ class DevicePool:
                             live.discard(t)
                             err = QuotaExceeded if board["type"] == "QuotaExceeded" else RuntimeError
                             raise err(board["error"])
+                        self.sched.claim.remote(t)  # the grant reached a live caller (see BoardScheduler.sweep)
                         h = self._handles[board]
                         execs[h.execute.remote(pref, phash, batches[i], record_raster, t)] = (i, t, board, time.monotonic())
                         continue

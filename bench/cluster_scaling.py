@@ -22,7 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# one BLAS/OpenMP thread, as Ray gives its workers: the in-process baseline and the actors compute alike
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -93,7 +97,7 @@ class LoopbackCluster:
         self.head = self._popen([RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1",
                                  f"--port={self.address.split(':')[1]}", "--num-cpus=1",
                                  f"--resources={json.dumps(head_resources)}", "--include-dashboard=false",
-                                 "--disable-usage-stats"], "head")
+                                 f"--dashboard-agent-listen-port={_port()}", "--disable-usage-stats"], "head")
         _wait(lambda: subprocess.run([RAY, "status", f"--address={self.address}"], capture_output=True,
                                      env=ENV).returncode == 0, 180, "head")
         self.head_start_s = time.perf_counter() - t0
@@ -110,6 +114,7 @@ class LoopbackCluster:
         t0 = time.perf_counter()
         p = self._popen([RAY, "start", f"--address={self.address}", "--block", "--node-ip-address=127.0.0.1",
                          "--num-cpus=0", f"--resources={json.dumps(resources)}", "--object-store-memory=100000000",
+                         f"--dashboard-agent-listen-port={_port()}",  # 52365 would be shared by every node
                          "--disable-usage-stats"], name)
         _wait(lambda: all(_advertised(self.address, k) >= v for k, v in want.items()), 180, f"worker {name}")
         return p, time.perf_counter() - t0

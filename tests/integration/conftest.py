@@ -114,8 +114,13 @@ class WorkerNodes:
         stop_session(self.procs.pop(name).pid, grace=0.0, sig=signal.SIGKILL)
 
     def stop_all(self) -> None:
-        for name in list(self.procs):
-            stop_session(self.procs.pop(name).pid)
+        import threading
+
+        stops = [threading.Thread(target=stop_session, args=(self.procs.pop(n).pid,)) for n in list(self.procs)]
+        for t in stops:  # in parallel: each waits up to its grace period
+            t.start()
+        for t in stops:
+            t.join()
         for log in self.logs:
             log.close()
 

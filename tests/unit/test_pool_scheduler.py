@@ -170,3 +170,25 @@ def test_device_actor_body_honours_injected_faults_without_ray():
     assert board.execute(prog, prog.digest, x).counts.shape == (2, 3)
     with pytest.raises(ValueError, match="fault mode must be one of"):
         board.inject_fault("on fire")
+
+
+def test_grants_a_dead_caller_never_claimed_are_reclaimed_with_its_queue():
+    s = _sched(1)
+    dead = [s.request("loihi", "a", owner="driver-1") for _ in range(3)]
+    [(g, _)] = s.dispatch()
+    live = s.request("loihi", "b", owner="driver-2")
+    assert s.sweep(claim_timeout_s=60.0) == []  # fresh grant: left alone
+    s.claim(g)
+    assert s.sweep(claim_timeout_s=60.0, now=time.monotonic() + 120) == []  # claimed: a long batch, not a leak
+    s.release(g)
+    [(g2, _)] = s.dispatch()  # round robin: "b" had not been served, so it goes first
+    assert g2 == live
+    s.claim(g2)
+    s.release(g2)
+    [(g3, _)] = s.dispatch()
+    assert g3 == dead[1]  # driver-1 got the board again but never claims it: it died
+    dropped = s.sweep(claim_timeout_s=60.0, now=time.monotonic() + 61)
+    assert set(dropped) == {dead[1], dead[2]}  # the unclaimed grant and the rest of that driver's queue
+    assert not s.status()["boards"]["loihi/0"]["busy"] and s.queued("loihi") == {"loihi": 0}
+    t = s.request("loihi", "b", owner="driver-2")
+    assert s.dispatch() == [(t, "loihi/0")]
