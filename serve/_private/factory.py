@@ -105,7 +105,9 @@ def start_ingress(*, app: str, store: str, token: str, port: int, tenant: str | 
 
     Returns the base URL.
     """
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    # One proxy on the head: replicas may land on any node, but on a one-machine multi-node cluster a proxy
+    # per node would all want the same port; clients reach one address either way.
+    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
     serve.run(IngressDeployment.bind(app=app, store=store, tenant=tenant, token=token, gate_predict=gate_predict,
                                      policy=policy, device_share=device_share, seed=seed), name=app, route_prefix="/")
     return f"http://127.0.0.1:{port}"
