@@ -12,6 +12,7 @@ Placement of a version's device work (docs/architecture.md, "Serve replicas"):
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
@@ -35,17 +36,18 @@ class ModelReplica:
 
     def __init__(self, store: str, tenant: str | None, info: dict[str, Any], max_batch_size: int = 16,
                  batch_wait_timeout_s: float = 0.005, placement: str = "pool") -> None:
-        import ray
 
         self.server = ModelServer(store, info["program_id"], info["kind"], tenant=tenant, info=info)
         self.placement = placement
         self.actors: list[Any] = []
+        self.pool: Any = None
         if placement == "pool":
             from actors.pool import DevicePool
 
-            self.actors = DevicePool(info["kind"]).actors
-            self.program_ref = ray.put(self.server.program)
-            self.digest = self.server.program.digest
+            # Through the pool, not straight to a board: the scheduler's fairness between tenants (serve
+            # vs jobs vs tune), quotas and the draining of unhealthy boards apply to served traffic too.
+            self.pool = DevicePool(info["kind"], tenant=f"serve:{tenant or 'default'}")
+            self.actors = self.pool.actors
         self.calls = 0
         self.infer.set_max_batch_size(max_batch_size)
         self.infer.set_batch_wait_timeout_s(batch_wait_timeout_s)
@@ -54,9 +56,9 @@ class ModelReplica:
     async def infer(self, items: list[np.ndarray]) -> list[dict[str, Any]]:
         if not self.actors:
             return self.server.infer(items)
-        actor = self.actors[self.calls % len(self.actors)]
         self.calls += 1
-        res = await actor.execute.remote(self.program_ref, self.digest, np.concatenate(items, axis=0))
+        batch = np.concatenate(items, axis=0)
+        res = (await asyncio.to_thread(self.pool.run, self.server.program, [batch]))[0]
         return split_result(res, [len(a) for a in items])
 
     async def health(self) -> dict[str, Any]:

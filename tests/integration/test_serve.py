@@ -102,6 +102,13 @@ def test_predict_raw_spikes_npy_and_feedback(served):
     fb = c.feedback(r["request_id"], [int(v) for v in y])
     assert fb["correct"] == int((np.array(expect["classes"]) == y).sum())
     assert fb["accuracy_feedback"] == pytest.approx(fb["correct"] / 40)
+    # served batches went through the board scheduler (fairness, quotas, draining), as a serve tenant
+    import ray
+
+    from actors.pool import scheduler
+
+    tenants = ray.get(scheduler().status.remote())["tenants"]
+    assert any(t.startswith("serve:") and v["calls"] >= 1 for t, v in tenants.items()), tenants
 
 
 def test_validation_tokens_health_and_metrics(served):
