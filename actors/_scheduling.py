@@ -297,6 +297,21 @@ class BoardScheduler:
                 dropped.append(t.id)
         return dropped
 
+    def held_owners(self, older_than_s: float, now: float | None = None) -> set[str]:
+        """Owners of board grants older than ``older_than_s`` (claimed or not): the reaper asks Ray
+        whether these callers still live. A claimed grant whose caller died before its call reached the
+        board is never released by the board, so ``sweep`` alone cannot free it."""
+        now = time.monotonic() if now is None else now
+        return {t.owner for t in self.tickets.values()
+                if t.board is not None and t.owner and now - t.granted_at > older_than_s}
+
+    def forget_owner(self, owner: str) -> list[int]:
+        """A caller is known dead: free every board it holds and drop its queued tickets."""
+        dropped = [t.id for t in self.tickets.values() if t.owner == owner]
+        for tid in dropped:
+            self.cancel(tid)
+        return dropped
+
     def _free(self, t: _Ticket) -> None:
         b = self.boards.get(t.board or "")
         if b is not None and b.holder == t.id:

@@ -39,6 +39,26 @@ NAMESPACE = "fabric"
 SCHEDULER_NAME = "scheduler"
 HEALTH_TIMEOUT_S = 3.0
 CLAIM_TIMEOUT_S = 60.0  # a grant no board started within this long belongs to a dead caller
+REAP_PERIOD_S = 5.0  # the scheduler's own pump/reaper period
+REAP_AFTER_S = 5.0  # grants older than this are checked against Ray's list of dead workers
+
+
+def _dead_workers(owners: set[str]) -> set[str]:
+    """The subset of ``owners`` (worker ids) that Ray's state API reports as no longer alive.
+
+    Unknown ids, or a cluster without the state API, count as alive: a board is never freed on doubt.
+    """
+    try:
+        from ray.util.state import list_workers
+
+        dead = set()
+        for owner in owners:
+            ws = list_workers(filters=[("worker_id", "=", owner)], raise_on_missing_output=False, timeout=10)
+            if ws and not any(w.is_alive for w in ws):
+                dead.add(owner)
+        return dead
+    except Exception:
+        return set()
 
 
 class DeviceActor:
@@ -126,12 +146,34 @@ class SchedulerActor:
         self._asyncio = asyncio
         self.core = BoardScheduler()
         self.futures: dict[int, Any] = {}
+        self._reaper: Any = None
+        self.reaped: list[str] = []  # owners found dead and forgotten (for status / tests)
 
-    def _pump(self) -> None:
-        for tid in self.core.sweep(CLAIM_TIMEOUT_S):  # grants nobody used: their caller is gone
+    async def _reap_forever(self) -> None:
+        """Every REAP_PERIOD_S: pump (sweep + dispatch) without waiting for a caller, and free the boards
+        held by callers Ray reports dead (a SIGKILLed trial worker, a killed job driver)."""
+        while True:
+            await self._asyncio.sleep(REAP_PERIOD_S)
+            try:
+                owners = self.core.held_owners(REAP_AFTER_S)
+                dead = await self._asyncio.to_thread(_dead_workers, owners) if owners else set()
+                for owner in dead:
+                    self._drop(self.core.forget_owner(owner))
+                    self.reaped.append(owner)
+                self._pump()
+            except Exception:  # never let the reaper die; the next round tries again
+                pass
+
+    def _drop(self, tids: list[int]) -> None:
+        for tid in tids:
             fut = self.futures.pop(tid, None)
             if fut is not None and not fut.done():
                 fut.cancel()
+
+    def _pump(self) -> None:
+        if self._reaper is None:  # started lazily: __init__ runs before the actor's event loop exists
+            self._reaper = self._asyncio.ensure_future(self._reap_forever())
+        self._drop(self.core.sweep(CLAIM_TIMEOUT_S))  # grants nobody used: their caller is gone
         for tid, decision in self.core.dispatch():
             fut = self.futures.get(tid)
             if fut is None or fut.done():
@@ -200,7 +242,7 @@ class SchedulerActor:
         self._pump()
 
     async def status(self) -> dict[str, Any]:
-        return self.core.status()
+        return self.core.status() | {"reaped_owners": list(self.reaped)}
 
     async def grants(self, kind: str | None = None) -> list[tuple[int, str, str, str]]:
         return self.core.grants(kind)

@@ -114,3 +114,45 @@ def test_stuck_board_times_out_and_is_drained(ray_session, loihi_prog):
     finally:
         pool.clear_fault(1)
     wait_for(lambda: not {s["name"]: s for s in pool_status(["loihi"])}["loihi/1"]["drained"], 10, "undrain")
+
+
+GHOST = r"""
+import os, signal, sys
+import ray
+from fabric.connect import connect
+from actors.pool import DevicePool, scheduler
+connect(sys.argv[1])
+pool = DevicePool("fpga")  # registers the board with the scheduler
+sched = scheduler()
+owner = ray.get_runtime_context().get_worker_id()
+[t] = ray.get(sched.request_many.remote("fpga", "ghost", pool.names, 1, owner))
+assert ray.get(sched.wait.remote(t)) == "fpga/0"
+ray.get(sched.claim.remote(t))  # claimed, and the caller dies before its batch reaches the board
+print(owner, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_board_held_by_a_caller_killed_after_its_claim_is_freed(ray_cluster, ray_session):
+    """A SIGKILLed caller (e.g. a Tune trial worker) that had claimed the only fpga board must not
+    hang everybody else: the scheduler's reaper asks Ray which owners are dead and frees their boards."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-c", GHOST, ray_cluster["address"]], capture_output=True, text=True,
+                       cwd=repo, timeout=180, env={**__import__("os").environ, "PYTHONPATH": str(repo)})
+    assert r.returncode == -9, r.stderr[-2000:]
+    owner = r.stdout.strip().splitlines()[-1]
+    assert ray.get(scheduler().status.remote())["boards"]["fpga/0"]["busy"]  # held by the dead caller
+    pool = DevicePool("fpga", tenant="after-ghost")
+    prog = pool.compile(export_nir(LifMLP(8, [8], 3, 0.9, 1.0)))
+    res: dict[str, object] = {}
+    th = threading.Thread(target=lambda: res.update(out=pool.run(prog, _batches(2))), daemon=True)
+    th.start()  # without the reaper this run waits forever for the board the dead caller holds
+    th.join(120)
+    assert not th.is_alive(), "the board held by the dead caller was never freed"
+    out = res["out"]
+    assert len(out) == 2 and all(o.predictions.shape == (2,) for o in out)
+    assert owner in ray.get(scheduler().status.remote())["reaped_owners"]

@@ -192,3 +192,20 @@ def test_grants_a_dead_caller_never_claimed_are_reclaimed_with_its_queue():
     assert not s.status()["boards"]["loihi/0"]["busy"] and s.queued("loihi") == {"loihi": 0}
     t = s.request("loihi", "b", owner="driver-2")
     assert s.dispatch() == [(t, "loihi/0")]
+
+
+def test_a_claimed_grant_of_a_caller_that_died_is_freed_once_ray_reports_it_dead():
+    """The caller claimed its board and died before its batch reached it: no board will ever release
+    that ticket, and ``sweep`` leaves claimed grants alone, so the reaper frees it by owner."""
+    s = _sched(1)
+    g = s.request("loihi", "tune", owner="trial-worker")
+    queued = s.request("loihi", "tune", owner="trial-worker")
+    other = s.request("loihi", "job", owner="driver-2")
+    assert s.dispatch() == [(g, "loihi/0")]
+    s.claim(g)
+    assert s.held_owners(older_than_s=5.0) == set()  # too fresh to ask about
+    assert s.held_owners(older_than_s=5.0, now=time.monotonic() + 6) == {"trial-worker"}
+    assert s.sweep(claim_timeout_s=60.0, now=time.monotonic() + 600) == []  # claimed: sweep cannot help
+    assert sorted(s.forget_owner("trial-worker")) == sorted([g, queued])
+    assert s.dispatch() == [(other, "loihi/0")]  # the live caller gets the board
+    assert s.forget_owner("nobody") == []
