@@ -143,3 +143,50 @@ def test_restore_from_experiment_dir_reuses_finished_trials(tuned):
     assert {r["trial_id"] for r in again.rows} == {r["trial_id"] for r in res.rows}
     assert again.pareto_id == res.pareto_id  # same trials, same front: the same content-addressed artifact
     assert len(reg.ls("model")) == models_before  # nothing was retrained
+
+
+def test_sigkilled_trial_worker_is_retried_and_the_run_completes(ray_session, tmp_path):
+    """Kill -9 a running trial's worker process (the way an OOM kill or a lost node ends it): Tune
+    retries the trial, and boards the dead worker held are freed by the scheduler's reaper, so the run
+    neither fails nor hangs."""
+    import os
+    import signal
+
+    from ray.util.state import list_actors
+
+    from fabric.registry import Registry
+    from tune import run_tune
+
+    spec = parse_spec(SPEC | {"name": "tune_kill", "targets": ["fpga"]})
+    state: dict[str, object] = {"pid": None}
+    out: dict[str, object] = {}
+
+    def killer() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline and "res" not in out:
+            alive = [a for a in list_actors(filters=[("class_name", "=", "ImplicitFunc"), ("state", "=", "ALIVE")],
+                                            raise_on_missing_output=False) if a.pid]
+            if alive:
+                time.sleep(1.0)  # let it get into training/measuring
+                try:
+                    os.kill(alive[0].pid, signal.SIGKILL)
+                    state["pid"] = alive[0].pid
+                    return
+                except ProcessLookupError:
+                    continue
+            time.sleep(0.3)
+
+    def work() -> None:
+        out["res"] = run_tune(spec, Registry(str(tmp_path / "store")), kinds=["fpga"], num_samples=6, seed=3,
+                              max_concurrent=2, progress=False, log=lambda s: None)
+
+    k = threading.Thread(target=killer, daemon=True)
+    w = threading.Thread(target=work, daemon=True)
+    k.start()
+    w.start()
+    w.join(300)
+    assert not w.is_alive(), "tune run hung after a trial worker was SIGKILLed"
+    assert state["pid"] is not None, "no trial worker was found to kill"
+    res = out["res"]
+    assert res.trials == 6 and not res.errors
+    assert res.retried >= 1  # the killed trial failed once and was retried
