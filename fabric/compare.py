@@ -15,7 +15,6 @@ ran on the host) and ``latency_basis`` (how latency was taken).
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import nir
@@ -166,8 +165,6 @@ def render_png(rows: list[dict[str, Any]], title: str) -> bytes:
         ax.set_title(label + (f" [{unit}]" if unit else ""), fontsize=10)
         ax.tick_params(axis="x", rotation=30)
     fig.suptitle(f"{title} - hatched: modelled (emulated device); orange: hybrid (part on cpu)", fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    from fabric.report import fig_png
+
+    return fig_png(fig)

@@ -42,6 +42,13 @@ def render_kpi_png(kpis: list[dict[str, Any]], title: str, compression: dict[str
             ax.set_yscale("log")
         ax.tick_params(axis="x", rotation=30)
     fig.suptitle(f"{title} — hatched: emulated device (modelled latency/energy)", fontsize=10)
+    return fig_png(fig)
+
+
+def fig_png(fig: Any) -> bytes:
+    """A finished matplotlib figure as PNG bytes (the one format every stored plot uses); closes it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

@@ -3,7 +3,6 @@ the training curve) + retries + restore, then the Pareto artifact and its plot."
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -288,8 +287,6 @@ def render_pareto_png(rows: list[dict[str, Any]], front: list[int], title: str) 
     else:
         axes[0].text(0.5, 0.5, "no trial was measured", transform=axes[0].transAxes, ha="center")
     fig.suptitle(f"tune: {title}", fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    from fabric.report import fig_png
+
+    return fig_png(fig)
