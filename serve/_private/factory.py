@@ -36,7 +36,6 @@ class ModelReplica:
 
     def __init__(self, store: str, tenant: str | None, info: dict[str, Any], max_batch_size: int = 16,
                  batch_wait_timeout_s: float = 0.005, placement: str = "pool") -> None:
-
         self.server = ModelServer(store, info["program_id"], info["kind"], tenant=tenant, info=info)
         self.placement = placement
         self.actors: list[Any] = []
@@ -48,7 +47,6 @@ class ModelReplica:
             # vs jobs vs tune), quotas and the draining of unhealthy boards apply to served traffic too.
             self.pool = DevicePool(info["kind"], tenant=f"serve:{tenant or 'default'}")
             self.actors = self.pool.actors
-        self.calls = 0
         self.infer.set_max_batch_size(max_batch_size)
         self.infer.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
@@ -56,7 +54,6 @@ class ModelReplica:
     async def infer(self, items: list[np.ndarray]) -> list[dict[str, Any]]:
         if not self.actors:
             return self.server.infer(items)
-        self.calls += 1
         batch = np.concatenate(items, axis=0)
         res = (await asyncio.to_thread(self.pool.run, self.server.program, [batch]))[0]
         return split_result(res, [len(a) for a in items])
