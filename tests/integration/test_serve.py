@@ -277,8 +277,12 @@ def test_replica_killed_during_load_loses_no_request(served):
     for t in threads:
         t.join()
     assert len(out) == 120 and [o for o in out if o[0] != 200] == []
+    # right after the kill Serve's status can still count the dead replica as RUNNING: wait for the
+    # replacement itself (a new replica name), then for it to run
+    wait_for(lambda: len(set(replicas()) - set(before)) == 1 and len(replicas()) == 2, 90,
+             "Serve to replace the killed replica")
     wait_for(lambda: serve.status().applications["itest-v1"].deployments["model-loihi"].replica_states.get(
-        "RUNNING") == 2, 90, "Serve to replace the killed replica")
+        "RUNNING") == 2, 90, "the replacement replica to run")
     assert len(set(replicas()) - set(before)) == 1 and len(replicas()) == 2
 
 
