@@ -39,6 +39,12 @@ class TrialContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+
+# A trial's batches are tiny (a few ms each): a device call still unanswered after this long was lost
+# (e.g. its board actor was killed mid-call and the retry never ran); the pool then drains that board,
+# re-queues the batch and a health probe brings the board back, instead of the trial waiting forever.
+CALL_TIMEOUT_S = 60.0
+
 def _row(kind: str, status: str, fit_error: str | None = None) -> dict[str, Any]:
     return {"kind": kind, "status": status, "metrics": dict.fromkeys(ROW_METRICS), "model_id": None,
             "program_id": None, "evaluation_id": None, "fit_error": fit_error, "emulated": None}
@@ -128,7 +134,7 @@ def tune_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                        device_id=kind, extra={"kind": kind, "fit": program.fit.to_dict()})
         phases.append((t1, time.time(), f"compile:{kind}"))
         t1 = time.time()
-        ev = _evaluate(reg, DevicePool(kind), program, prog.id, enc.id, kind, spikes[test_mask], ctx.y[test_mask],
+        ev = _evaluate(reg, DevicePool(kind, call_timeout_s=CALL_TIMEOUT_S), program, prog.id, enc.id, kind, spikes[test_mask], ctx.y[test_mask],
                        cand, False)
         phases.append((t1, time.time(), f"device:{kind}"))
         kpi = reg.get_json(ev.id)
