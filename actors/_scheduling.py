@@ -118,6 +118,7 @@ class _Ticket:
     board: str | None = None
     granted_at: float = 0.0
     claimed: bool = False
+    delivered_at: float | None = None  # the caller has the batch's result; the board's release is due
 
 
 class BoardScheduler:
@@ -137,6 +138,7 @@ class BoardScheduler:
         self._ids = itertools.count(1)
         self._seq = itertools.count(1)
         self._arrival: dict[tuple[str, str], int] = {}
+        self.lost_releases = 0  # board releases that never arrived (freed by sweep after delivery)
 
     # -- configuration ----------------------------------------------------------------------------
     def register(self, kind: str, names: list[str]) -> None:
@@ -276,13 +278,32 @@ class BoardScheduler:
         if t is not None:
             t.claimed = True
 
-    def sweep(self, claim_timeout_s: float = 60.0, now: float | None = None) -> list[int]:
-        """Reclaim boards granted to callers that never used them (the caller died after queueing).
+    def delivered(self, ticket: int, now: float | None = None) -> None:
+        """The caller received the batch's result (or error): the board is done with this ticket.
+
+        The board returns its ticket itself (with the measured busy time); this mark lets :meth:`sweep`
+        free the board when that release was lost, e.g. the board actor was killed right after the
+        call returned, before its fire-and-forget release left the process.
+        """
+        t = self.tickets.get(ticket)
+        if t is not None and t.board is not None:
+            t.delivered_at = time.monotonic() if now is None else now
+
+    def sweep(self, claim_timeout_s: float = 60.0, now: float | None = None,
+              release_grace_s: float = 10.0) -> list[int]:
+        """Reclaim boards granted to callers that never used them (the caller died after queueing),
+        and boards whose release was lost after the caller got its result.
 
         A grant not claimed within ``claim_timeout_s`` frees its board, and every other ticket still
-        queued by the same owner is dropped (that caller is gone). Returns the dropped ticket ids.
+        queued by the same owner is dropped (that caller is gone). A ticket delivered to its caller
+        more than ``release_grace_s`` ago whose board never returned it is released (no busy time is
+        known for it; counted in ``lost_releases``). Returns the dropped ticket ids.
         """
         now = time.monotonic() if now is None else now
+        for t in list(self.tickets.values()):
+            if t.board is not None and t.delivered_at is not None and now - t.delivered_at > release_grace_s:
+                self.lost_releases += 1
+                self.release(t.id, 0.0, True, "")
         dead_owners: set[str] = set()
         dropped: list[int] = []
         for t in list(self.tickets.values()):
@@ -323,16 +344,25 @@ class BoardScheduler:
         """Waiting tickets per kind."""
         return {k: sum(len(q) for q in ts.values()) for k, ts in self.waiting.items() if kind in (None, k)}
 
+    def _holder(self, b: _Board, now: float) -> dict[str, Any] | None:
+        t = self.tickets.get(b.holder) if b.holder is not None else None
+        if t is None:
+            return None
+        return {"ticket": t.id, "tenant": t.tenant, "owner": t.owner, "claimed": t.claimed,
+                "held_s": round(now - t.granted_at, 3), "delivered": t.delivered_at is not None}
+
     def status(self) -> dict[str, Any]:
+        now = time.monotonic()
         boards = {n: {"kind": b.kind, "busy": b.holder is not None, "drained": b.drained, "drain_reason": b.drain_reason,
                       "healthy": b.healthy, "calls": b.calls, "failures": b.failures, "busy_s": b.busy_s,
+                      "holder": self._holder(b, now),
                       "tenant_usage": {k: dict(v) for k, v in b.tenant_usage.items()}}
                   for n, b in self.boards.items()}
         tenants = {t: {"calls": self.calls.get(t, 0), "busy_s": self.busy_s.get(t, 0.0),
                        "in_flight": self.in_flight.get(t, 0), "peak_in_flight": self.peak_in_flight.get(t, 0),
                        "quota": self.quotas[t].to_dict() if t in self.quotas else None}
                    for t in sorted(set(self.calls) | set(self.in_flight) | set(self.quotas))}
-        return {"boards": boards, "tenants": tenants, "queued": self.queued()}
+        return {"boards": boards, "tenants": tenants, "queued": self.queued(), "lost_releases": self.lost_releases}
 
     def grants(self, kind: str | None = None) -> list[tuple[int, str, str, str]]:
         return [g for g in self.grant_log if kind in (None, g[1])]

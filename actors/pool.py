@@ -33,7 +33,7 @@ from actors.base import get_runtime_class
 from fabric.records import Program, RunResult
 
 __all__ = ["DeviceActor", "DevicePool", "remote_runtime_class", "actor_options", "scheduler", "pool_status",
-           "Quota", "QuotaExceeded", "DeviceFault", "FAULT_MODES", "NAMESPACE", "SCHEDULER_NAME"]
+           "Quota", "QuotaExceeded", "DeviceFault", "FAULT_MODES", "NAMESPACE", "SCHEDULER_NAME", "DEFAULT_CALL_TIMEOUT_S"]
 
 NAMESPACE = "fabric"
 SCHEDULER_NAME = "scheduler"
@@ -41,6 +41,10 @@ HEALTH_TIMEOUT_S = 3.0
 CLAIM_TIMEOUT_S = 60.0  # a grant no board started within this long belongs to a dead caller
 REAP_PERIOD_S = 5.0  # the scheduler's own pump/reaper period
 REAP_AFTER_S = 5.0  # grants older than this are checked against Ray's list of dead workers
+# A device call unanswered this long was lost (its board died mid-call and Ray's retry never reached
+# the restarted actor, seen on the test cluster) or hangs: the pool drains that board and re-queues the
+# batch. Emulated batches take milliseconds to a few seconds; pass ``call_timeout_s=None`` to wait forever.
+DEFAULT_CALL_TIMEOUT_S = 120.0
 
 
 def _dead_workers(owners: set[str]) -> set[str]:
@@ -221,6 +225,9 @@ class SchedulerActor:
     async def claim(self, ticket: int) -> None:
         self.core.claim(ticket)
 
+    async def delivered(self, ticket: int) -> None:
+        self.core.delivered(ticket)
+
     async def cancel(self, tickets: list[int]) -> None:
         for t in tickets:
             self.core.cancel(t)
@@ -300,7 +307,8 @@ class DevicePool:
     """
 
     def __init__(self, kind: str, size: int | None = None, max_restarts: int = 3, *, tenant: str = "default",
-                 quota: Quota | None = None, call_timeout_s: float | None = None, max_attempts: int = 3) -> None:
+                 quota: Quota | None = None, call_timeout_s: float | None = DEFAULT_CALL_TIMEOUT_S,
+                 max_attempts: int = 3) -> None:
         if not ray.is_initialized():
             raise RuntimeError("DevicePool needs a connected fabric: call fabric.connect() first")
         get_runtime_class(kind)  # unknown kind -> error listing valid kinds
@@ -335,6 +343,15 @@ class DevicePool:
         return remote_runtime_class().options(
             name=self.names[i], namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
             **actor_options(self.kind, self.max_restarts)).remote(self.kind, f"{self.kind}-emu-{i}")
+
+    def _revive(self) -> None:
+        """Re-create boards whose actor is gone (restarts spent): a drained board that no call of
+        this pool touches would otherwise never come back, and every batch of the kind would wait."""
+        for j, name in enumerate(self.names):
+            try:
+                _board_handle(name)
+            except ValueError:
+                self.actors[j] = self._handles[name] = self._create(j)
 
     def run(self, program: Program, batches: list[np.ndarray], record_raster: bool = False,
             progress: Any | None = None) -> list[RunResult]:
@@ -375,7 +392,8 @@ class DevicePool:
                 self.queued, self.in_flight = len(todo) + len(waits), len(execs)
                 ready, _ = ray.wait(list(waits) + list(execs), num_returns=1, timeout=1.0)
                 if not ready and waits and not execs and time.monotonic() - last_probe > 5.0:
-                    # waiting with nothing running: boards may be drained; a probe brings healthy ones back
+                    # waiting with nothing running: boards may be drained or gone; bring them back
+                    self._revive()
                     pool_status([self.kind])
                     last_probe = time.monotonic()
                 for ref in ready:
@@ -392,6 +410,7 @@ class DevicePool:
                         continue
                     i, t, board, _ = execs.pop(ref)
                     live.discard(t)
+                    self.sched.delivered.remote(t)  # frees the board should the board's own release be lost
                     try:
                         results[i] = ray.get(ref)
                     except ray.exceptions.RayTaskError as exc:

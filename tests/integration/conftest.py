@@ -4,6 +4,7 @@ tests submit to the same cluster. These machines have 2 cores: never start a sec
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import shutil
@@ -25,6 +26,51 @@ DEVICES = {"loihi": 2, "akida": 1, "spinnaker": 1, "fpga": 1, "dynapse": 1}
 # actor can only land on the node that owns its kind. Together the groups advertise DEVICES.
 NODE_GROUPS = {"node-a": {"loihi": 2, "akida": 1}, "node-b": {"spinnaker": 1, "fpga": 1, "dynapse": 1}}
 RAY = str(Path(sys.executable).with_name("ray"))
+# A test (with the set-up of the fixtures it is first to use) that runs longer than this fails with a
+# dump of every thread here, the board scheduler's state and the stacks of Ray's busy worker processes,
+# instead of hanging the whole run until CI's own limit kills it without a word.
+TEST_TIMEOUT_S = int(os.environ.get("FABRIC_TEST_TIMEOUT_S", "600"))
+
+
+class TestTimeout(Exception):
+    """Raised in the test's main thread when it outlives TEST_TIMEOUT_S."""
+
+
+def _dump_cluster_state(out) -> None:
+    try:
+        import ray
+
+        from actors.pool import scheduler
+
+        if ray.is_initialized():
+            st = ray.get(scheduler().status.remote(), timeout=10)
+            print("\n[watchdog] board scheduler:", json.dumps(st, default=str, indent=1), file=out, flush=True)
+    except Exception as exc:  # diagnostics must never mask the timeout itself
+        print(f"[watchdog] no scheduler status: {exc!r}", file=out, flush=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
+    busy = [line.split(None, 1) for line in ps if "ray::" in line and "IDLE" not in line]
+    for pid, args in busy[:12]:
+        dump = subprocess.run([str(spy), "dump", "--pid", pid], capture_output=True, text=True, timeout=30)
+        print(f"[watchdog] {args.strip()} (pid {pid}):\n{dump.stdout or dump.stderr}", file=out, flush=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    def on_alarm(signum, frame):
+        out = sys.__stderr__
+        print(f"\n[watchdog] {item.nodeid} passed {TEST_TIMEOUT_S}s; threads of the test process:", file=out)
+        faulthandler.dump_traceback(file=out, all_threads=True)
+        _dump_cluster_state(out)
+        raise TestTimeout(f"{item.nodeid} did not finish within {TEST_TIMEOUT_S}s (FABRIC_TEST_TIMEOUT_S)")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(TEST_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def free_port() -> int:

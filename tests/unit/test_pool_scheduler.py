@@ -209,3 +209,38 @@ def test_a_claimed_grant_of_a_caller_that_died_is_freed_once_ray_reports_it_dead
     assert sorted(s.forget_owner("trial-worker")) == sorted([g, queued])
     assert s.dispatch() == [(other, "loihi/0")]  # the live caller gets the board
     assert s.forget_owner("nobody") == []
+
+
+def test_a_board_whose_release_was_lost_is_freed_after_the_caller_got_its_result():
+    """The board actor was killed just after its call returned: the caller has the result but the
+    board's fire-and-forget release never left the dead process. Without the caller's delivery mark
+    the board stays busy forever and every queued batch of that kind waits (seen as a CI hang)."""
+    s = _sched(1)
+    g = s.request("loihi", "tune", owner="trial")
+    nxt = s.request("loihi", "tune", owner="trial")
+    assert s.dispatch() == [(g, "loihi/0")]
+    s.claim(g)
+    now = time.monotonic()
+    assert s.sweep(now=now + 3600) == [] and s.status()["boards"]["loihi/0"]["busy"]  # claimed, undelivered: a long call
+    holder = s.status()["boards"]["loihi/0"]["holder"]
+    assert holder["ticket"] == g and holder["claimed"] and not holder["delivered"] and holder["owner"] == "trial"
+    s.delivered(g, now=now)
+    s.sweep(now=now + 5.0, release_grace_s=10.0)
+    assert s.status()["boards"]["loihi/0"]["busy"]  # within the grace the board's own release may still come
+    s.sweep(now=now + 11.0, release_grace_s=10.0)
+    st = s.status()
+    assert not st["boards"]["loihi/0"]["busy"] and st["lost_releases"] == 1 and st["boards"]["loihi/0"]["holder"] is None
+    assert s.dispatch() == [(nxt, "loihi/0")]
+
+
+def test_a_release_that_arrives_keeps_its_busy_time_and_is_not_counted_lost():
+    s = _sched(1)
+    g = s.request("loihi", "tune")
+    s.dispatch()
+    s.claim(g)
+    s.delivered(g)
+    s.release(g, busy_s=0.25)
+    s.delivered(g)  # late or duplicate marks for a returned ticket are ignored
+    s.sweep(now=time.monotonic() + 100)
+    st = s.status()
+    assert st["lost_releases"] == 0 and st["tenants"]["tune"]["busy_s"] == 0.25 and st["boards"]["loihi/0"]["calls"] == 1
