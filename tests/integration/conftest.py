@@ -32,45 +32,81 @@ RAY = str(Path(sys.executable).with_name("ray"))
 TEST_TIMEOUT_S = int(os.environ.get("FABRIC_TEST_TIMEOUT_S", "600"))
 
 
-class TestTimeout(Exception):
-    """Raised in the test's main thread when it outlives TEST_TIMEOUT_S."""
+_CLUSTER: dict[str, str] = {}  # the session cluster's address, for the watchdog
+_CLUSTER_OBJ: dict[str, object] = {}  # its head pid and worker nodes, for the watchdog's last resort
+_STATUS = """
+import json, sys, ray
+ray.init(address=sys.argv[1], namespace="fabric", logging_level="ERROR")
+from actors.pool import scheduler
+print(json.dumps(ray.get(scheduler().status.remote(), timeout=20), default=str, indent=1))
+"""
 
 
 def _dump_cluster_state(out) -> None:
-    try:
-        import ray
-
-        from actors.pool import scheduler
-
-        if ray.is_initialized():
-            st = ray.get(scheduler().status.remote(), timeout=10)
-            print("\n[watchdog] board scheduler:", json.dumps(st, default=str, indent=1), file=out, flush=True)
-    except Exception as exc:  # diagnostics must never mask the timeout itself
-        print(f"[watchdog] no scheduler status: {exc!r}", file=out, flush=True)
+    """Scheduler state (asked by a separate driver process: Ray must not be re-entered from a signal
+    handler that interrupted a ``ray.get``) and the stacks of Ray's busy worker processes."""
+    repo = str(Path(__file__).resolve().parents[2])
+    if _CLUSTER.get("address"):
+        try:
+            r = subprocess.run([sys.executable, "-c", _STATUS, _CLUSTER["address"]], capture_output=True, text=True,
+                               timeout=60, cwd=repo, env={**os.environ, "PYTHONPATH": repo})
+            print("[watchdog] board scheduler:", r.stdout or r.stderr[-2000:], file=out, flush=True)
+        except subprocess.TimeoutExpired:
+            print("[watchdog] the board scheduler did not answer within 60 s", file=out, flush=True)
     spy = Path(sys.executable).with_name("py-spy")
     ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
-    busy = [line.split(None, 1) for line in ps if "ray::" in line and "IDLE" not in line]
+    busy = [line.split(None, 1) for line in ps if "ray::" in line and "IDLE" not in line and "Agent" not in line]
     for pid, args in busy[:12]:
-        dump = subprocess.run([str(spy), "dump", "--pid", pid], capture_output=True, text=True, timeout=30)
-        print(f"[watchdog] {args.strip()} (pid {pid}):\n{dump.stdout or dump.stderr}", file=out, flush=True)
+        try:
+            dump = subprocess.run([str(spy), "dump", "--pid", pid], capture_output=True, text=True, timeout=30)
+            print(f"[watchdog] {args.strip()} (pid {pid}):\n{dump.stdout or dump.stderr[-500:]}", file=out, flush=True)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _hard_exit() -> None:
+    """The main thread ignored the interrupt: stop the cluster's processes and end the run."""
+    try:
+        if "workers" in _CLUSTER_OBJ:
+            _CLUSTER_OBJ["workers"].stop_all()
+        if "head_pid" in _CLUSTER_OBJ:
+            stop_session(_CLUSTER_OBJ["head_pid"])
+    finally:
+        print("[watchdog] the test did not stop after the interrupt; exiting", file=sys.__stderr__, flush=True)
+        os._exit(3)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    def on_alarm(signum, frame):
-        out = sys.__stderr__
-        print(f"\n[watchdog] {item.nodeid} passed {TEST_TIMEOUT_S}s; threads of the test process:", file=out)
-        faulthandler.dump_traceback(file=out, all_threads=True)
-        _dump_cluster_state(out)
-        raise TestTimeout(f"{item.nodeid} did not finish within {TEST_TIMEOUT_S}s (FABRIC_TEST_TIMEOUT_S)")
+    """A watchdog thread per test: past TEST_TIMEOUT_S it dumps every thread of this process, the
+    scheduler's state and the busy Ray workers' stacks, then interrupts the main thread (ending the run
+    the way Ctrl-C does; ``ray.get`` answers only that). If even that is ignored for 60 s, it stops the
+    session cluster and exits. A signal handler cannot do this: ``ray.get`` does not run one."""
+    import _thread
+    import threading
 
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(TEST_TIMEOUT_S)
+    done = threading.Event()
+
+    def watch() -> None:
+        if done.wait(TEST_TIMEOUT_S):
+            return
+        capman = item.config.pluginmanager.getplugin("capturemanager")
+        with capman.global_and_fixture_disabled():  # to the real stderr: the run is about to be cut short
+            out = sys.__stderr__
+            print(f"\n[watchdog] {item.nodeid} passed {TEST_TIMEOUT_S}s (FABRIC_TEST_TIMEOUT_S); threads of the "
+                  "test process:", file=out, flush=True)
+            faulthandler.dump_traceback(file=out, all_threads=True)
+            _dump_cluster_state(out)
+        _thread.interrupt_main()
+        if not done.wait(60):
+            _hard_exit()
+
+    t = threading.Thread(target=watch, name="test-watchdog", daemon=True)
+    t.start()
     try:
         yield
     finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+        done.set()
 
 
 def free_port() -> int:
@@ -93,13 +129,15 @@ def ray_cluster(tmp_path_factory):
     # (never `ray stop`, which would stop every Ray instance on the machine).
     head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True)
     info = {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "tmp": str(tmp)}
+    _CLUSTER["address"] = info["address"]
+    _CLUSTER_OBJ["head_pid"] = head.pid
     try:
         wait_for(lambda: head.poll() is not None or subprocess.run(
             [RAY, "status", f"--address={info['address']}"], capture_output=True, env=env).returncode == 0,
             180, "ray head to start")
         if head.poll() is not None:
             raise RuntimeError(f"ray start failed:\n{(tmp / 'head.log').read_text()}")
-        info["workers"] = workers = WorkerNodes(info["address"], tmp, env)
+        info["workers"] = _CLUSTER_OBJ["workers"] = workers = WorkerNodes(info["address"], tmp, env)
         for name in NODE_GROUPS:  # one at a time: concurrent raylet start-ups time out on 2 busy cores
             workers.start(name)
         yield info
