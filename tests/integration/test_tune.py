@@ -180,11 +180,20 @@ def test_sigkilled_trial_worker_is_retried_and_the_run_completes(ray_session, tm
         out["res"] = run_tune(spec, Registry(str(tmp_path / "store")), kinds=["fpga"], num_samples=6, seed=3,
                               max_concurrent=2, progress=False, log=lambda s: None)
 
+    from actors.pool import DevicePool
+
+    # a slow board keeps each trial measuring for seconds, so the killer always finds a trial running
+    # (without it the 6 trials could all finish between two of the killer's state-API polls: seen once)
+    board = DevicePool("fpga")
+    board.inject_fault(0, "slow", delay_s=0.3)
     k = threading.Thread(target=killer, daemon=True)
     w = threading.Thread(target=work, daemon=True)
-    k.start()
-    w.start()
-    w.join(300)
+    try:
+        k.start()
+        w.start()
+        w.join(300)
+    finally:
+        board.clear_fault(0)
     assert not w.is_alive(), "tune run hung after a trial worker was SIGKILLed"
     assert state["pid"] is not None, "no trial worker was found to kill"
     res = out["res"]
