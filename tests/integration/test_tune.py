@@ -161,8 +161,8 @@ def test_sigkilled_trial_worker_is_retried_and_the_run_completes(ray_session, tm
     out: dict[str, object] = {}
 
     def trial_pids() -> set[int]:
-        """Trial worker processes, found by Ray's process title (the state API's list is capped at 100
-        actors and this session has made many more: it missed the running trials in 2 of 6 CI runs)."""
+        """Trial worker processes, found by Ray's process title. The state-API version found no running
+        trial in 2 of 6 CI runs (a query that fails or lags under load ends a killer thread silently)."""
         ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
         return {int(line.split(None, 1)[0]) for line in ps if "ray::ImplicitFunc" in line}
 
