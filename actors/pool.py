@@ -261,7 +261,11 @@ def actor_options(kind: str, max_restarts: int = 3) -> dict[str, Any]:
     ``max_task_retries=-1``: a call whose board died (node lost) waits for the restarted actor and runs
     there; restarts themselves are bounded by ``max_restarts``, and application errors are never retried.
     """
-    opts: dict[str, Any] = {"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": -1, "max_concurrency": 2}
+    # scheduling_strategy DEFAULT: a board is cluster-wide, never part of the caller's placement group
+    # (a Tune trial re-creating a board whose restarts were spent failed with "cannot fit into any
+    # bundles for the placement group", and a captured detached actor would die with the trial's group)
+    opts: dict[str, Any] = {"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": -1, "max_concurrency": 2,
+                            "scheduling_strategy": "DEFAULT"}
     if kind != "cpu":
         opts["resources"] = {kind: 1}
     return opts
@@ -285,7 +289,7 @@ def scheduler():
     if _SCHED_CLS is None:
         _SCHED_CLS = ray.remote(SchedulerActor)
     return _SCHED_CLS.options(name=SCHEDULER_NAME, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
-                              num_cpus=0, max_restarts=-1, max_concurrency=1000,
+                              num_cpus=0, max_restarts=-1, max_concurrency=1000, scheduling_strategy="DEFAULT",
                               resources={"node:__internal_head__": 0.001}).remote()
 
 

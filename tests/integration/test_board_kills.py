@@ -80,3 +80,17 @@ def test_repeatedly_killed_board_never_strands_its_callers(ray_session):
     assert not st["boards"]["fpga/0"]["busy"] or st["boards"]["fpga/0"]["holder"]["held_s"] < 30
     for c in callers:
         ray.kill(c)
+    # leave later tests a fresh board with its restarts available, created by this driver
+    ray.kill(ray.get_actor("fpga/0", namespace="fabric"), no_restart=True)
+    wait_for(lambda: _gone("fpga/0"), 30, "the old fpga/0 to be gone")
+    from actors.pool import DevicePool
+
+    assert DevicePool("fpga").health()[0]["ok"]
+
+
+def _gone(name: str) -> bool:
+    try:
+        ray.get_actor(name, namespace="fabric")
+        return False
+    except ValueError:
+        return True
