@@ -17,8 +17,8 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit run` puts only apps/ on the path
 
 from apps._dashboard._pages import PAGES, Context, render  # noqa: E402
-from fabric.registry import Registry  # noqa: E402
-from fabric.store import default_store_url  # noqa: E402
+from fabric.store.backend import default_store_url  # noqa: E402
+from fabric.store.registry import Registry  # noqa: E402
 
 
 def _args() -> argparse.Namespace:

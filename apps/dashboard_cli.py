@@ -47,7 +47,7 @@ def _saved_serve() -> dict[str, Any]:
 
 def streamlit_command(a: argparse.Namespace) -> list[str]:
     """The streamlit invocation for these arguments (headless, no usage stats, no file watcher)."""
-    from fabric.store import default_store_url
+    from fabric.store.backend import default_store_url
 
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", a.host, "--server.port",
            str(a.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",

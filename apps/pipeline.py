@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from fabric.cli import main
+from fabric.cli.main import main
 
 
 def run(argv: list[str] | None = None) -> int:

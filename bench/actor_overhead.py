@@ -35,10 +35,10 @@ def main() -> None:
 
     import ray
 
-    from actors.base import make_runtime
-    from actors.pool import DevicePool
+    from actors.cluster.pool import DevicePool
     from fabric.connect import connect
-    from fabric.snn import LifMLP, export_nir
+    from fabric.kinds import make_runtime
+    from fabric.model.snn import LifMLP, export_nir
 
     graph = export_nir(LifMLP(64, [64], 10, 0.9, 1.0))
     local = make_runtime(a.kind)

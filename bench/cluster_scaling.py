@@ -125,7 +125,7 @@ class LoopbackCluster:
 
 
 def _workload(batches: int):
-    from fabric.snn import LifMLP, export_nir
+    from fabric.model.snn import LifMLP, export_nir
 
     graph = export_nir(LifMLP(64, [64], 10, 0.9, 1.0))
     rng = np.random.default_rng(0)
@@ -135,7 +135,7 @@ def _workload(batches: int):
 
 def in_process(kind: str, graph, xs) -> float:
     """Seconds per batch with the runtime called directly (the baseline)."""
-    from actors.base import make_runtime
+    from fabric.kinds import make_runtime
 
     rt = make_runtime(kind)
     rt.load(rt.compile(graph))
@@ -150,7 +150,7 @@ def on_cluster(address: str, kind: str, graph, xs) -> dict[str, float]:
     """Placement time, seconds per batch through DevicePool (scheduler) and through direct actor calls."""
     import ray
 
-    from actors.pool import DevicePool
+    from actors.cluster.pool import DevicePool
     from fabric.connect import connect
 
     connect(address)
@@ -178,7 +178,7 @@ def on_cluster(address: str, kind: str, graph, xs) -> dict[str, float]:
 
 def scheduler_grant_rate(tenants: int, tickets: int = 2000, boards: int = 4) -> float:
     """Grants per second of the scheduler core (plain Python) with ``tenants`` tenants queued."""
-    from actors._scheduling import BoardScheduler
+    from actors.cluster.scheduling import BoardScheduler
 
     s = BoardScheduler()
     s.register("loihi", [f"loihi/{i}" for i in range(boards)])

@@ -25,11 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors.loihi import HANDLERS, LoihiRuntime  # noqa: E402
-from fabric.compile import lower  # noqa: E402
-from fabric.golden import run_lava  # noqa: E402
-from fabric.loihi_fixed import _HAVE_INT_MM, emulate, program_layers  # noqa: E402
-from fabric.snn import LifMLP, export_nir, simulate_layers  # noqa: E402
+from actors.loihi.fixed import _HAVE_INT_MM, emulate, program_layers  # noqa: E402
+from actors.loihi.golden import run_lava  # noqa: E402
+from actors.loihi.runtime import HANDLERS, LoihiRuntime  # noqa: E402
+from fabric.ir.lowering import lower  # noqa: E402
+from fabric.model.snn import LifMLP, export_nir, simulate_layers  # noqa: E402
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     lava_e2e = steps / e2e
     lava_marg = 1.0 / per_step if per_step > 0 else float("nan")
 
-    # quantization: the same net in float (fabric.snn) vs the fixed-point emulator, aligned output
+    # quantization: the same net in float (fabric.model.snn) vs the fixed-point emulator, aligned output
     runtime = LoihiRuntime()
     runtime.load(program)
     fixed_counts = runtime.run(x).counts

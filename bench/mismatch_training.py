@@ -4,7 +4,7 @@ Reproduces the figures in docs/devices_notes.md. Per training mode (plain, and m
 CV of ``--train-cv``) it trains the spec's LIF MLP, exports NIR, compiles for the emulated DYNAP-SE and
 measures test accuracy on the ideal chip (CV 0) and on ``--seeds`` mismatched chips (CV ``--cv``,
 one seed = one chip instance, the same chips for both models). Also prints the float (cpu) accuracy.
-Everything is emulated/modelled (actors/dynapse.py, fabric/dpi.py); nothing is measured on a chip.
+Everything is emulated/modelled (actors/dynapse/runtime.py, actors/dynapse/dpi.py); nothing is measured on a chip.
 
     .venv/bin/python bench/mismatch_training.py [examples/digits.yaml] [--seeds 16] [--limit 400] [--epochs 20]
         [--train-cv 0.2]
@@ -21,13 +21,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors.base import make_runtime  # noqa: E402
-from actors.dynapse import mismatch_accuracy  # noqa: E402
-from fabric.data import load_builtin, split  # noqa: E402
-from fabric.encode import encode  # noqa: E402
-from fabric.snn import export_nir  # noqa: E402
+from actors.dynapse.runtime import mismatch_accuracy  # noqa: E402
+from fabric.data.datasets import load_builtin, split  # noqa: E402
+from fabric.data.encode import encode  # noqa: E402
+from fabric.kinds import make_runtime  # noqa: E402
+from fabric.model.snn import export_nir  # noqa: E402
+from fabric.model.train import train_model  # noqa: E402
 from fabric.spec import load_spec  # noqa: E402
-from fabric.train import train_model  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,9 +67,9 @@ def _clients(url: str, body: bytes, ctype: str, path: str, n: int, seconds: floa
 
 
 def _tiny_model(kind: str) -> tuple[str, str]:
-    from fabric.pipeline import run_pipeline
-    from fabric.registry import Registry
+    from fabric.flow.pipeline import run_pipeline
     from fabric.spec import parse_spec
+    from fabric.store.registry import Registry
     from tests.conftest import TINY
 
     d = copy.deepcopy(TINY)

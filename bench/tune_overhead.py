@@ -32,8 +32,8 @@ def main() -> None:
     import ray
 
     from fabric.connect import connect
-    from fabric.registry import Registry
     from fabric.spec import load_spec
+    from fabric.store.registry import Registry
     from tune import run_tune
 
     spec = load_spec(a.spec)

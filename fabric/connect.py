@@ -8,7 +8,7 @@ from typing import Any
 
 import ray
 
-from actors.base import EMULATED_KINDS, RUNTIMES
+from fabric.kinds import embedded_resources, kinds
 
 __all__ = ["connect", "parse_device_counts", "device_resources"]
 
@@ -27,7 +27,7 @@ def parse_device_counts(text: str) -> dict[str, int]:
 
 
 def device_resources(counts: dict[str, int] | None = None) -> dict[str, int]:
-    res = dict(EMULATED_KINDS)
+    res = dict(embedded_resources())
     env = os.environ.get("FABRIC_DEVICES")
     if env:
         res.update(parse_device_counts(env))
@@ -52,4 +52,4 @@ def connect(address: str | None = None, devices: dict[str, int] | None = None, n
             # "local" always starts a fresh instance, never silently joins another local cluster
             ray.init(address="local", resources=device_resources(devices), num_cpus=num_cpus, **kw)
     res = ray.cluster_resources()
-    return {k: v for k, v in res.items() if k in RUNTIMES or k in EMULATED_KINDS or k in ("CPU", "GPU", "memory")}
+    return {k: v for k, v in res.items() if k in kinds() or k in ("CPU", "GPU", "memory")}

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FitItem", "FitReport", "FitError", "Program", "Telemetry", "RunResult"]
+__all__ = ["FitItem", "FitReport", "FitError", "Program", "Telemetry", "RunResult", "ReferenceCheckError",
+           "ReferenceUnavailable", "ReferenceMismatch"]
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -81,6 +82,22 @@ class FitError(ValueError):
         super().__init__(
             f"does not fit {report.kind}: " + "; ".join(i.describe() for i in v) if v else f"does not fit {report.kind}"
         )
+
+
+class ReferenceCheckError(RuntimeError):
+    """A kind's reference engine (e.g. Lava for loihi) ran but failed: crash, timeout, bad output."""
+
+
+class ReferenceUnavailable(ReferenceCheckError):
+    """The reference engine cannot be used here; ``reason`` says why. A check never passes by default."""
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(message or f"reference unavailable: {reason}")
+
+
+class ReferenceMismatch(AssertionError):
+    """The device program and its reference engine disagree on an input they both ran."""
 
 
 @dataclass(kw_only=True)

@@ -59,7 +59,7 @@ class _Strict(BaseModel):
 
 
 class DatasetSpec(_Strict):
-    """Which data and how it is split. ``name`` is a built-in source (see fabric.data)."""
+    """Which data and how it is split. ``name`` is a built-in source (see fabric.data.datasets)."""
 
     name: str = Field(description="built-in dataset name, e.g. 'digits' or 'basic_motions'")
     test_fraction: float = Field(0.25, gt=0.0, lt=1.0)
@@ -69,7 +69,7 @@ class DatasetSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from fabric.data import DATASETS
+        from fabric.data.datasets import DATASETS
 
         if v not in DATASETS:
             raise ValueError(f"unknown dataset {v!r}; valid: {sorted(DATASETS)}")
@@ -84,7 +84,7 @@ class EncoderSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from fabric.encode import ENCODERS
+        from fabric.data.encode import ENCODERS
 
         if v not in ENCODERS:
             raise ValueError(f"unknown encoder {v!r}; valid: {sorted(ENCODERS)}")
@@ -94,7 +94,7 @@ class EncoderSpec(_Strict):
     @classmethod
     def _params(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         # a typo or a bad value must fail here, naming encoder.params.X, not deep inside the encode stage
-        from fabric.encode import EncoderParamError, validate_encoder_params
+        from fabric.data.encode import EncoderParamError, validate_encoder_params
 
         if "name" not in info.data:
             return v
@@ -295,11 +295,11 @@ class Spec(_Strict):
     @field_validator("targets")
     @classmethod
     def _kinds(cls, v: list[str]) -> list[str]:
-        from actors.base import RUNTIMES
+        from fabric.kinds import kinds as registered
 
         for i, k in enumerate(v):
-            if k not in RUNTIMES:
-                raise ValueError(f"targets[{i}]: unknown device kind {k!r}; valid: {sorted(RUNTIMES)}")
+            if k not in registered():
+                raise ValueError(f"targets[{i}]: unknown device kind {k!r}; valid: {registered()}")
         if len(set(v)) != len(v):
             raise ValueError("targets must not repeat a kind")
         return v
@@ -312,7 +312,7 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _search_encoder(self) -> Spec:
-        from fabric.encode import encoder_params
+        from fabric.data.encode import encoder_params
 
         names = sorted(self.search_space.encoder_params or {})
         try:

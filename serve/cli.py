@@ -162,7 +162,7 @@ def _status_table(st: dict[str, Any]) -> str:
 
 def _deploy(a: argparse.Namespace) -> int:
     from fabric.connect import connect
-    from fabric.store import default_store_url
+    from fabric.store.backend import default_store_url
     from serve._private.client import ServeClient
 
     address = a.address or os.environ.get("RAY_ADDRESS")

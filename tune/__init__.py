@@ -11,7 +11,7 @@ NSGA-II sampler. Each trial (1 CPU):
    (a multi-objective searcher gives a scheduler no single metric, so the scheduler watches the
    training curve instead);
 3. prunes/quantizes (``sparsity``, ``weight_bits``), exports NIR, compiles per kind, and measures on
-   the shared device actors through ``actors.pool.DevicePool`` (queued when boards are busy).
+   the shared device actors through ``actors.cluster.pool.DevicePool`` (queued when boards are busy).
 
 Killed trials are retried (``FailureConfig(max_failures)``); device actors restart (``max_restarts``)
 and retry their in-flight task; ``resume`` restores an interrupted experiment (``Tuner.restore``).
@@ -31,7 +31,7 @@ Pareto artifact (registry kind ``"pareto"``, JSON; the dashboard reads this)::
 
 One row per (trial, kind); the front is over those rows (a model measured on two kinds is two
 points). ``latency_ms`` is device time per inference (p50 at batch 1) and ``energy_mj`` energy per
-inference: modelled for emulated kinds (constants and sources in ``fabric/devices/<kind>.yaml``).
+inference: modelled for emulated kinds (constants and sources in ``actors/<kind>/constants.yaml``).
 Parents of the artifact are the dataset and every trial's model and program artifacts; a PNG
 (kind ``"report"``, name ``<spec>/pareto.png``) has the pareto artifact as its parent.
 """

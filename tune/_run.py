@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fabric.registry import Registry
 from fabric.spec import Spec
+from fabric.store.registry import Registry
 from tune._pareto import OBJECTIVES, pareto_front
 from tune._space import effective_space, make_space_fn
 from tune._trainable import ROW_METRICS, TrialContext, tune_trial
@@ -88,7 +88,7 @@ def _searcher(seed: int, num_samples: int, space_fn: Callable[[Any], None]) -> A
 
 
 def _prepare_data(spec: Spec, registry: Registry) -> tuple[str, Any, Any, Any, int]:
-    from fabric.data import load_builtin, split, to_parquet_bytes
+    from fabric.data.datasets import load_builtin, split, to_parquet_bytes
 
     ds = load_builtin(spec.dataset.name, spec.dataset.limit)
     sp = split(len(ds.y), spec.dataset.test_fraction, spec.dataset.val_fraction, spec.seed)
@@ -113,13 +113,14 @@ def run_tune(spec: Spec, registry: Registry, *, kinds: Sequence[str] | None = No
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from actors.base import RUNTIMES
     from fabric.connect import connect
+    from fabric.kinds import capabilities
+    from fabric.kinds import kinds as registered
 
     kinds = list(kinds or spec.targets)
     for k in kinds:
-        if k not in RUNTIMES:
-            raise TuneError(f"kinds: unknown device kind {k!r}; valid: {sorted(RUNTIMES)}")
+        if k not in registered():
+            raise TuneError(f"kinds: unknown device kind {k!r}; valid: {registered()}")
     if len(set(kinds)) != len(kinds):
         raise TuneError("kinds: a kind is repeated")
     if num_samples < 1:
@@ -128,11 +129,11 @@ def run_tune(spec: Spec, registry: Registry, *, kinds: Sequence[str] | None = No
     if not ray.is_initialized():
         connect()
     have = ray.cluster_resources()
-    missing = [k for k in kinds if k != "cpu" and have.get(k, 0) < 1]
+    missing = [k for k in kinds if capabilities(k).needs_resource and have.get(k, 0) < 1]
     if missing:
         raise TuneError(f"kinds: no node of this cluster advertises {missing}; start Ray with those resources")
 
-    from actors.pool import DevicePool
+    from actors.cluster.pool import DevicePool
 
     t0 = time.perf_counter()
     # Create (or find) the named, detached device actors here, in the driver: a trial runs inside a
@@ -245,7 +246,7 @@ def store_pareto(registry: Registry, spec: Spec, experiment: str, rows: list[dic
     doc = {"experiment": experiment, "spec_hash": spec.hash, "objectives": dict(OBJECTIVES), "trials": rows,
            "front": front,
            "notes": "latency_ms = device time per inference (p50, batch 1) and energy_mj = energy per inference: "
-                    "both modelled for emulated kinds (constants and sources: fabric/devices/<kind>.yaml, "
+                    "both modelled for emulated kinds (constants and sources: actors/<kind>/constants.yaml, "
                     "`fabric devices`), measured latency only for kind cpu; accuracy on the test split on the device"}
     parents = sorted({data_id} | {r[k] for r in rows for k in ("model_id", "program_id") if r.get(k)})
     extra = {"experiment": experiment, "trials": len({r["trial_id"] for r in rows}), "front_size": len(front),

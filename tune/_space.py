@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fabric.model.snn import LifMLP, export_nir
 from fabric.records import FitError
-from fabric.snn import LifMLP, export_nir
 from fabric.spec import SearchSpaceSpec, Spec, SpecError
 
 __all__ = ["DEFAULT_SPACE", "effective_space", "make_space_fn", "candidate_spec", "compress", "compile_options",
@@ -131,9 +131,9 @@ def compress(model: LifMLP, weight_bits: int | None = None, sparsity: float | No
 
 def compile_options(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     """Compile options a kind takes from the config (``weight_bits`` where the kind has that option)."""
-    from actors.base import get_runtime_class
+    from fabric.kinds import runtime_class
 
-    doc = getattr(get_runtime_class(kind), "options_doc", {}) or {}
+    doc = getattr(runtime_class(kind), "options_doc", {}) or {}
     return {"weight_bits": int(config["weight_bits"])} if "weight_bits" in config and "weight_bits" in doc else {}
 
 
@@ -141,7 +141,7 @@ _RUNTIMES: dict[str, Any] = {}
 
 
 def _runtime(kind: str) -> Any:
-    from actors.base import make_runtime
+    from fabric.kinds import make_runtime
 
     if kind not in _RUNTIMES:
         _RUNTIMES[kind] = make_runtime(kind, device_id=f"{kind}-fitcheck")
@@ -153,7 +153,7 @@ def check_fit(cand: Spec, config: dict[str, Any], n_in: int, n_out: int, kinds: 
 
     The reason is the kind's FitError (violated limits) or its one-line refusal of the graph.
     """
-    from fabric.train import build_model
+    from fabric.model.train import build_model
 
     model = compress(build_model(cand, n_in, n_out), config.get("weight_bits"), config.get("sparsity"))
     graph = export_nir(model, metadata={"timesteps": cand.encoder.timesteps})

@@ -1,5 +1,5 @@
 """One Tune trial: prune by fit, encode, train (reporting the training curve), compress, export,
-compile per kind, and measure on the shared device actors through :class:`actors.pool.DevicePool`.
+compile per kind, and measure on the shared device actors through :class:`actors.cluster.pool.DevicePool`.
 
 A trial asks Tune for 1 CPU; device actors ask for ``num_cpus=0`` and ``{kind: 1}``, so boards are a
 shared resource (the pool queues when every actor of a kind is busy), never a per-trial one.
@@ -60,14 +60,14 @@ def tune_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """The Tune function trainable (see module docstring); reports once per epoch, then the objectives."""
     from ray import tune
 
-    from actors.pool import DevicePool
-    from fabric.encode import encode
-    from fabric.pipeline import _evaluate, _pack_spikes, nir_to_bytes
+    from actors.cluster.pool import DevicePool
+    from fabric.data.encode import encode
+    from fabric.flow.pipeline import _evaluate, _pack_spikes, nir_to_bytes
+    from fabric.model.snn import export_nir
+    from fabric.model.train import train_model
     from fabric.records import FitError
-    from fabric.registry import Registry
-    from fabric.snn import export_nir
     from fabric.spec import Spec
-    from fabric.train import train_model
+    from fabric.store.registry import Registry
 
     torch.set_num_threads(1)
     phases: list[tuple[float, float, str]] = []
@@ -118,7 +118,7 @@ def tune_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                       seeds=seeds, extra={"nodes": list(graph.nodes), "format": "nir-hdf5"})
 
     phases.append((t0, time.time(), "export"))  # compress + model/NIR artifacts
-    from actors.base import make_runtime
+    from fabric.kinds import make_runtime
 
     for kind, row in rows.items():
         if row["status"] != "pending":

@@ -95,7 +95,7 @@ def _select(rows: list[dict[str, Any]], expr: str, as_json: bool, pareto_id: str
 
 def main(args: argparse.Namespace) -> int:
     """Run a search (or read a stored front) and print the front or the selected model."""
-    from fabric.registry import ArtifactNotFound, Registry
+    from fabric.store.registry import ArtifactNotFound, Registry
 
     reg = Registry(args.store)
     if args.from_id:
@@ -127,11 +127,11 @@ def main(args: argparse.Namespace) -> int:
     from tune._run import TuneError, run_tune
 
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
-    from actors.base import RUNTIMES
+    from fabric.kinds import kinds as registered
 
-    bad = [k for k in kinds or [] if k not in RUNTIMES]
+    bad = [k for k in kinds or [] if k not in registered()]
     if bad:  # before any cluster is started
-        return _fail(f"--kinds: unknown device kind(s) {bad}; valid: {sorted(RUNTIMES)}", 2)
+        return _fail(f"--kinds: unknown device kind(s) {bad}; valid: {registered()}", 2)
     if args.samples < 1:
         return _fail("--samples: must be >= 1", 2)
     quiet = args.quiet or args.json

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from fabric.registry import ArtifactNotFound, ArtifactRecord, IntegrityError, Registry
+from fabric.store.registry import ArtifactNotFound, ArtifactRecord, IntegrityError, Registry
 
 __all__ = [
     "KPI_METRICS", "PARETO_OBJECTIVES", "list_runs", "load_json", "run_kpis", "run_stages", "neurobench_table",

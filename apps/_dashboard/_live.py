@@ -72,17 +72,18 @@ def serve_metrics(url: str | None, timeout: float = 3.0) -> tuple[pd.DataFrame |
 
 def device_catalog() -> pd.DataFrame:
     """Every device kind: emulated or hardware, the Ray resource it needs, its description."""
-    from actors.base import RUNTIMES, get_runtime_class
+    from fabric.kinds import capabilities, kinds, runtime_class
 
     rows = []
-    for kind in sorted(RUNTIMES):
+    for kind in sorted(kinds()):
         try:
-            info = get_runtime_class(kind)().info()
+            info = runtime_class(kind)().info()
+            board = capabilities(kind).needs_resource
         except Exception as exc:  # an SDK that fails to load is shown, not raised
             rows.append({"kind": kind, "mode": "unavailable", "resource": kind, "description": str(exc)[:120]})
             continue
         rows.append({"kind": kind, "mode": "emulated" if info.get("emulated") else "hardware",
-                     "resource": None if kind == "cpu" else kind, "description": info.get("description", "")})
+                     "resource": kind if board else None, "description": info.get("description", "")})
     return pd.DataFrame(rows)
 
 
@@ -106,14 +107,14 @@ def connect_ray(address: str | None) -> tuple[bool, str | None]:
 def device_pools(address: str | None, timeout: float = 5.0) -> tuple[pd.DataFrame | None, str | None]:
     """Per device actor: kind, name, node, health, calls, busy seconds, queued batches.
 
-    Uses ``actors.pool.pool_status()`` when the pool provides it; otherwise asks each named device
+    Uses ``actors.cluster.pool.pool_status()`` when the pool provides it; otherwise asks each named device
     actor (namespace ``fabric``) for ``health()``; queue length is then unknown (pools are per driver)."""
     ok, err = connect_ray(address)
     if not ok:
         return None, err
     import ray
 
-    from actors import pool as pool_mod
+    from actors.cluster import pool as pool_mod
 
     if hasattr(pool_mod, "pool_status"):
         try:
@@ -146,10 +147,10 @@ def device_occupancy(address: str | None) -> tuple[pd.DataFrame | None, str | No
         return None, err
     import ray
 
-    from actors.base import RUNTIMES
+    from fabric.kinds import kinds
 
     total, avail = ray.cluster_resources(), ray.available_resources()
     rows = [{"resource": k, "boards": total[k], "in use": total[k] - avail.get(k, 0.0),
              "occupancy %": 100.0 * (total[k] - avail.get(k, 0.0)) / total[k]}
-            for k in sorted(RUNTIMES) if total.get(k)]
+            for k in sorted(kinds()) if total.get(k)]
     return pd.DataFrame(rows, columns=["resource", "boards", "in use", "occupancy %"]), None

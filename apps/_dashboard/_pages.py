@@ -15,7 +15,7 @@ import streamlit as st
 
 from apps._dashboard import _data as D
 from apps._dashboard import _live as L
-from fabric.registry import Registry
+from fabric.store.registry import Registry
 
 __all__ = ["Context", "PAGES", "render"]
 
@@ -163,7 +163,7 @@ def page_compare(ctx: Context) -> None:
     if df.empty:
         st.warning("No device kind produced KPIs in this run (every target failed to fit).")
         return
-    st.caption("Emulated kinds: latency and energy are modelled from the constants in fabric/devices/<kind>.yaml "
+    st.caption("Emulated kinds: latency and energy are modelled from the constants in actors/<kind>/constants.yaml "
                "(sources: `fabric devices --json`); cpu latency is measured, its energy modelled.")
     labels = list(dict.fromkeys(df["label"]))
     for i in range(0, len(labels), 2):

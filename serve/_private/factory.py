@@ -4,7 +4,7 @@
 Placement of a version's device work (docs/architecture.md, "Serve replicas"):
 
 - ``pool`` (default): replicas batch requests and run each batch on the cluster's shared named
-  device actors (``actors.pool``, ``{kind: 1}`` each), so Serve, jobs and Tune share the boards and
+  device actors (``actors.cluster.pool``, ``{kind: 1}`` each), so Serve, jobs and Tune share the boards and
   none is oversubscribed.
 - ``replica``: the replica holds the runtime in-process and its ``ray_actor_options`` claim
   ``{kind: device_share}`` of the device resource (no actor hop; needs a free share).
@@ -41,7 +41,7 @@ class ModelReplica:
         self.actors: list[Any] = []
         self.pool: Any = None
         if placement == "pool":
-            from actors.pool import DevicePool
+            from actors.cluster.pool import DevicePool
 
             # Through the pool, not straight to a board: the scheduler's fairness between tenants (serve
             # vs jobs vs tune), quotas and the draining of unhealthy boards apply to served traffic too.
@@ -76,7 +76,9 @@ def replica_actor_options(kind: str, placement: str, device_share: float = DEVIC
     if placement not in PLACEMENTS:
         raise ValueError(f"placement: must be one of {PLACEMENTS}, got {placement!r}")
     opts: dict[str, Any] = {"num_cpus": 0}
-    if placement == "replica" and kind != "cpu":
+    from fabric.kinds import capabilities
+
+    if placement == "replica" and capabilities(kind).needs_resource:
         opts["resources"] = {kind: device_share}
     return opts
 

@@ -20,7 +20,7 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from fabric.registry import ArtifactNotFound, IntegrityError, Registry
+from fabric.store.registry import ArtifactNotFound, IntegrityError, Registry
 from serve._private.kpi import KpiWindow, RolloutPolicy, breaches
 from serve._private.metrics import Metrics
 from serve._private.model import encode_inputs
@@ -49,7 +49,7 @@ FEEDBACK_MEMORY = 8192  # request ids remembered for /v1/feedback
 KPI_NAMES = ("min_accuracy", "max_latency_p50_ms", "max_latency_p99_ms", "max_energy_mj", "max_footprint_kb")
 CALL_RETRIES = 5  # attempts per request when a replica dies under it
 LATENCY_DEFINITION = ("p50_ms/p99_ms: modelled device time per inference (batch device_time_s / samples; emulated "
-                      "kinds use fabric/devices/<kind>.yaml timing constants, cpu is measured) - the quantity the "
+                      "kinds use actors/<kind>/constants.yaml timing constants, cpu is measured) - the quantity the "
                       "spec's max_latency_*_ms gates. serving_*_ms: measured ingress wall time per request.")
 
 
@@ -429,25 +429,26 @@ class Ingress:
         self._auth(authorization)
         import ray
 
-        from actors.base import RUNTIMES
+        from fabric.kinds import capabilities
+        from fabric.kinds import kinds as registered
         from serve._private.factory import deploy_model_app
 
         async with self._admin_lock:
             name = body.version or self.state.next_name()
             if name in self.state.versions:
                 raise RequestProblem(409, f"version: {name!r} already exists")
-            if body.kind is not None and body.kind not in RUNTIMES:
-                raise RequestProblem(422, f"kind: unknown device kind {body.kind!r}; valid: {sorted(RUNTIMES)}")
+            if body.kind is not None and body.kind not in registered():
+                raise RequestProblem(422, f"kind: unknown device kind {body.kind!r}; valid: {registered()}")
             if body.role != "primary" and self.state.primary is None:
                 raise RequestProblem(409, "role: the first version must be the primary")
             unknown = sorted(set(body.kpis or {}) - set(KPI_NAMES))
             if unknown:
                 raise RequestProblem(422, f"kpis: unknown threshold(s) {unknown}; valid: {list(KPI_NAMES)}")
             info = await asyncio.to_thread(resolve_model, self.registry, body.model_id, body.kind)
-            if info.kind != "cpu" and ray.cluster_resources().get(info.kind, 0.0) < 1:
+            if capabilities(info.kind).needs_resource and ray.cluster_resources().get(info.kind, 0.0) < 1:
                 raise RequestProblem(409, f"kind: no node of this cluster advertises the {info.kind!r} resource")
             need = body.replicas * self.device_share
-            if (body.placement == "replica" and info.kind != "cpu"
+            if (body.placement == "replica" and capabilities(info.kind).needs_resource
                     and ray.available_resources().get(info.kind, 0.0) < need - 1e-9):
                 raise RequestProblem(409, f"placement: no free share of {info.kind!r} for {body.replicas} in-replica "
                                           "runtime(s); use placement 'pool' (the shared device actors)")

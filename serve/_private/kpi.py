@@ -5,7 +5,7 @@ Latency definitions (used everywhere in serve, the status JSON and /metrics):
 - ``device_ms``: modelled device time per inference = the runtime's ``device_time_s`` for the batch
   divided by the samples in it. This is the quantity the pipeline's KPI report gates with the spec's
   ``max_latency_p50_ms`` / ``max_latency_p99_ms`` (modelled for emulated kinds from each kind's timing
-  constants in ``fabric/devices/<kind>.yaml``; measured for ``cpu``).
+  constants in ``actors/<kind>/constants.yaml``; measured for ``cpu``).
 - ``serving_ms``: measured wall time in the ingress from request parsed to response ready (queueing,
   batching, the replica call). Gated only by the optional rollout policy ``max_serving_p99_ms``.
 """

@@ -78,8 +78,8 @@ class Metrics:
         hist("fabric_serve_latency_ms", "Measured serving latency per request in milliseconds (ingress wall time).",
              self.serving)
         hist("fabric_serve_device_latency_ms", "Modelled device time per inference in milliseconds (emulated "
-             "kinds: fabric/devices/<kind>.yaml timing constants; cpu: measured).", self.device)
-        out += ["# HELP fabric_serve_energy_mj_total Modelled device energy in millijoules (fabric/devices/<kind>.yaml).",
+             "kinds: actors/<kind>/constants.yaml timing constants; cpu: measured).", self.device)
+        out += ["# HELP fabric_serve_energy_mj_total Modelled device energy in millijoules (actors/<kind>/constants.yaml).",
                 "# TYPE fabric_serve_energy_mj_total counter"]
         out += [f"fabric_serve_energy_mj_total{_labels(version=v)} {e:.6g}" for v, e in sorted(self.energy_mj.items())]
         out += ["# HELP fabric_serve_inferences_total Samples inferred.", "# TYPE fabric_serve_inferences_total counter"]

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from actors.base import make_runtime
-from fabric.encode import encode
+from fabric.data.encode import encode
+from fabric.kinds import make_runtime
 from fabric.records import Program, RunResult
-from fabric.registry import Registry
+from fabric.store.registry import Registry
 from serve._private.resolve import ModelInfo, resolve_model
 
 __all__ = ["ModelServer", "encode_inputs", "split_result"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fabric.registry import ArtifactRecord, Registry
+from fabric.store.registry import ArtifactRecord, Registry
 
 __all__ = ["ModelInfo", "ResolveError", "resolve_model"]
 

@@ -37,7 +37,7 @@ _CLUSTER_OBJ: dict[str, object] = {}  # its head pid and worker nodes, for the w
 _STATUS = """
 import json, sys, ray
 ray.init(address=sys.argv[1], namespace="fabric", logging_level="ERROR")
-from actors.pool import scheduler
+from actors.cluster.pool import scheduler
 print(json.dumps(ray.get(scheduler().status.remote(), timeout=20), default=str, indent=1))
 """
 

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import ray
 
-from actors.pool import scheduler
+from actors.cluster.pool import scheduler
 from tests.integration.conftest import wait_for
 
 KILLS = 20  # > max_restarts (3): the board actor is also re-created, not only restarted
@@ -27,8 +27,8 @@ class Caller:
         self.rounds, self.errors, self.stop = 0, [], False
 
     def loop(self) -> int:
-        from actors.pool import DevicePool
-        from fabric.snn import LifMLP, export_nir
+        from actors.cluster.pool import DevicePool
+        from fabric.model.snn import LifMLP, export_nir
 
         pool = DevicePool("fpga", call_timeout_s=10)
         prog = pool.compile(export_nir(LifMLP(8, [8], 3, 0.9, 1.0)))
@@ -83,7 +83,7 @@ def test_repeatedly_killed_board_never_strands_its_callers(ray_session):
     # leave later tests a fresh board with its restarts available, created by this driver
     ray.kill(ray.get_actor("fpga/0", namespace="fabric"), no_restart=True)
     wait_for(lambda: _gone("fpga/0"), 30, "the old fpga/0 to be gone")
-    from actors.pool import DevicePool
+    from actors.cluster.pool import DevicePool
 
     assert DevicePool("fpga").health()[0]["ok"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from fabric.cli import main as cli_main
-from fabric.registry import Registry
+from fabric.cli.main import main as cli_main
+from fabric.store.registry import Registry
 
 
 def test_compare_spec_on_device_actors(ray_session, tiny_spec_dict, tmp_path, capsys):

@@ -24,8 +24,8 @@ import httpx
 import numpy as np
 import pytest
 
-from fabric.registry import Registry
 from fabric.spec import parse_spec
+from fabric.store.registry import Registry
 from tests.conftest import TINY
 from tests.integration.conftest import free_port, stop_session, wait_for
 from tests.s3server import s3_endpoint, s3_url
@@ -42,7 +42,7 @@ FABRIC = str(Path(sys.executable).with_name("fabric"))
 def demo_store(ray_session, tmp_path_factory):
     """A store holding a real tiny run (cpu + emulated loihi) plus Tune/Serve/drift artifacts in their
     documented formats (served inputs and drift are computed from the run's real encoding)."""
-    from fabric.pipeline import run_pipeline
+    from fabric.flow.pipeline import run_pipeline
 
     store = str(tmp_path_factory.mktemp("dash") / "store")
     reg = Registry(store)

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fabric.registry import Registry
 from fabric.spec import load_spec
+from fabric.store.registry import Registry
 from tests.integration.conftest import RAY
 
 REPO = Path(__file__).resolve().parents[2]

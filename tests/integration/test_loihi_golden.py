@@ -16,10 +16,16 @@ import numpy as np
 import pytest
 import torch
 
-from actors.loihi import LoihiRuntime
-from fabric.golden import REPO_ROOT, GoldenUnavailable, golden_check, golden_check_many, lava_python
-from fabric.loihi_fixed import FixedLayer, effective_weights, emulate, fixed_program, program_layers
-from fabric.snn import LifMLP, export_nir
+from actors.loihi.fixed import FixedLayer, effective_weights, emulate, fixed_program, program_layers
+from actors.loihi.golden import (
+    REPO_ROOT,
+    GoldenUnavailable,
+    golden_check,
+    golden_check_many,
+    lava_python,
+)
+from actors.loihi.runtime import LoihiRuntime
+from fabric.model.snn import LifMLP, export_nir
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import ray
 
-from actors.pool import DevicePool, pool_status
-from fabric.snn import LifMLP, export_nir
+from actors.cluster.pool import DevicePool, pool_status
+from fabric.model.snn import LifMLP, export_nir
 from tests.integration.conftest import NODE_GROUPS
 
 

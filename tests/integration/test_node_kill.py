@@ -7,10 +7,10 @@ import threading
 
 import ray
 
-from actors.pool import DevicePool, scheduler
-from fabric.pipeline import run_pipeline
-from fabric.registry import Registry
+from actors.cluster.pool import DevicePool, scheduler
+from fabric.flow.pipeline import run_pipeline
 from fabric.spec import parse_spec
+from fabric.store.registry import Registry
 from tests.integration.conftest import wait_for
 
 

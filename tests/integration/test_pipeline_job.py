@@ -9,9 +9,9 @@ import sys
 
 import ray
 
-from actors.pool import DevicePool
-from fabric.pipeline import run_pipeline
-from fabric.registry import Registry
+from actors.cluster.pool import DevicePool
+from fabric.flow.pipeline import run_pipeline
+from fabric.store.registry import Registry
 from tests.integration.conftest import RAY
 
 
@@ -58,8 +58,8 @@ def test_pipeline_runs_on_device_actors_and_reuses_cache(ray_session, tiny_spec,
 def test_pool_queues_when_all_boards_are_busy(ray_session, tiny_spec, store_dir):
     import numpy as np
 
-    from fabric.compile import lower  # noqa: F401  (import check: framework importable in driver)
-    from fabric.snn import LifMLP, export_nir
+    from fabric.ir.lowering import lower  # noqa: F401  (import check: framework importable in driver)
+    from fabric.model.snn import LifMLP, export_nir
 
     pool = DevicePool("cpu", size=1)
     g = export_nir(LifMLP(8, [4], 3, 0.9, 1.0))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import ray
 
-from actors.pool import DevicePool, Quota, QuotaExceeded, pool_status, scheduler
-from fabric.snn import LifMLP, export_nir
+from actors.cluster.pool import DevicePool, Quota, QuotaExceeded, pool_status, scheduler
+from fabric.model.snn import LifMLP, export_nir
 from tests.integration.conftest import wait_for
 
 
@@ -120,7 +120,7 @@ GHOST = r"""
 import os, signal, sys
 import ray
 from fabric.connect import connect
-from actors.pool import DevicePool, scheduler
+from actors.cluster.pool import DevicePool, scheduler
 connect(sys.argv[1])
 pool = DevicePool("fpga")  # registers the board with the scheduler
 sched = scheduler()

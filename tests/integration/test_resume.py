@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from fabric.registry import Registry
+from fabric.store.registry import Registry
 
 
 def test_killed_job_resumes_from_finished_stages(ray_cluster, tmp_path):

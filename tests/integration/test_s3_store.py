@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fabric.registry import ArtifactNotFound, IntegrityError, Registry
 from fabric.spec import parse_spec
+from fabric.store.registry import ArtifactNotFound, IntegrityError, Registry
 from tests.s3server import s3_endpoint, s3_url
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ def test_registry_on_s3_is_signed_verified_and_tenant_isolated(s3_url):
 
 _WRITER = """
 import json, sys
-from fabric.registry import Registry
+from fabric.store.registry import Registry
 reg = Registry(sys.argv[1])
 w = int(sys.argv[2])
 ids = [reg.put(b"shared" * 500, kind="dataset", name="shared").id]
@@ -84,7 +84,7 @@ SPEC = {
 
 
 def test_pipeline_runs_unchanged_on_s3_and_rerun_reuses_every_artifact(ray_session, s3_url):
-    from fabric.pipeline import run_pipeline
+    from fabric.flow.pipeline import run_pipeline
 
     spec = parse_spec(SPEC)
     reg = Registry(s3_url)

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fabric.data import from_parquet_bytes
-from fabric.registry import Registry
+from fabric.data.datasets import from_parquet_bytes
 from fabric.spec import parse_spec
+from fabric.store.registry import Registry
 from tests.conftest import TINY
 from tests.integration.conftest import free_port, wait_for
 
@@ -31,7 +31,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture(scope="module")
 def trained(ray_session, tmp_path_factory):
     """Tiny digits model compiled for loihi (passes the 5 ms p99 gate) and spinnaker (real-time, does not)."""
-    from fabric.pipeline import run_pipeline
+    from fabric.flow.pipeline import run_pipeline
 
     d = copy.deepcopy(TINY)
     d.update(name="serve-tiny", targets=["loihi", "spinnaker"], kpis={"max_latency_p99_ms": 5.0})
@@ -105,7 +105,7 @@ def test_predict_raw_spikes_npy_and_feedback(served):
     # served batches went through the board scheduler (fairness, quotas, draining), as a serve tenant
     import ray
 
-    from actors.pool import scheduler
+    from actors.cluster.pool import scheduler
 
     tenants = ray.get(scheduler().status.remote())["tenants"]
     assert any(t.startswith("serve:") and v["calls"] >= 1 for t, v in tenants.items()), tenants

@@ -18,7 +18,7 @@ SPEC = {
                      "hidden": [[8], [16], [32], [16, 16]], "weight_bits": [4, 8], "sparsity": {"low": 0.0, "high": 0.5},
                      "encoder_params": {"gain": {"low": 0.6, "high": 1.0}}},
 }
-VICTIM = "fpga/0"  # actors.pool names boards "<kind>/<i>" in namespace "fabric"
+VICTIM = "fpga/0"  # actors.cluster.pool names boards "<kind>/<i>" in namespace "fabric"
 
 
 def restarts(dashboard: str) -> int:
@@ -31,7 +31,7 @@ def restarts(dashboard: str) -> int:
 def tuned(ray_session, ray_cluster, tmp_path_factory):
     import ray
 
-    from fabric.registry import Registry
+    from fabric.store.registry import Registry
     from tune import run_tune
 
     reg = Registry(str(tmp_path_factory.mktemp("tune") / "store"))
@@ -153,7 +153,7 @@ def test_sigkilled_trial_worker_is_retried_and_the_run_completes(ray_session, tm
     import signal
     import subprocess
 
-    from fabric.registry import Registry
+    from fabric.store.registry import Registry
     from tune import run_tune
 
     spec = parse_spec(SPEC | {"name": "tune_kill", "targets": ["fpga"]})
@@ -186,7 +186,7 @@ def test_sigkilled_trial_worker_is_retried_and_the_run_completes(ray_session, tm
         out["res"] = run_tune(spec, Registry(str(tmp_path / "store")), kinds=["fpga"], num_samples=6, seed=3,
                               max_concurrent=2, progress=False, log=lambda s: None)
 
-    from actors.pool import DevicePool
+    from actors.cluster.pool import DevicePool
 
     # a slow board keeps each trial measuring for seconds, so the killer always finds a trial running
     # (the 6 trials are otherwise over in a few seconds)

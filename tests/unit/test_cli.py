@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from fabric.cli import main
+from fabric.cli.main import main
 
 
 def test_help_lists_commands(capsys):
@@ -19,7 +19,7 @@ def test_help_lists_commands(capsys):
 def test_broken_spec_exits_nonzero_with_one_line_reason(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("name: bad\ndataset: {name: digits}\nmodel: {hidden: [64, -3]}\n")
-    r = subprocess.run([sys.executable, "-m", "fabric.cli", "run", str(p), "--store", str(tmp_path / "s")],
+    r = subprocess.run([sys.executable, "-m", "fabric.cli.main", "run", str(p), "--store", str(tmp_path / "s")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("fabric: error")]

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actors.base import EMULATED_KINDS, RUNTIMES
+from fabric.kinds import embedded_resources, registry
 
 ROOT = Path(__file__).resolve().parents[2]
-DEVICE_KINDS = set(RUNTIMES) - {"cpu"}
+DEVICE_KINDS = set(registry()) - {"cpu"}
 
 
 def _ray_validate(cfg: dict) -> dict:
@@ -42,8 +42,8 @@ def test_cluster_yaml_passes_rays_schema_and_hosts_every_kind():
     for name, t in types.items():
         for kind, n in _device_resources(t["resources"]).items():
             hosts.setdefault(kind, []).append(name)
-            assert t["min_workers"] >= 1 and n >= EMULATED_KINDS[kind], f"{name} advertises too few {kind}"
-    assert set(hosts) == set(EMULATED_KINDS)  # every kind is hosted by some worker node type ...
+            assert t["min_workers"] >= 1 and n >= embedded_resources()[kind], f"{name} advertises too few {kind}"
+    assert set(hosts) == set(embedded_resources())  # every kind is hosted by some worker node type ...
     assert all(len(v) == 1 for v in hosts.values())  # ... exactly one (per-kind node types)
     assert any("make setup" in c for c in prepared["setup_commands"])
 
@@ -92,8 +92,8 @@ def test_kuberay_raycluster_has_a_worker_group_per_kind():
     for res in groups.values():
         for k, v in res.items():
             hosted[k] = hosted.get(k, 0) + v
-    assert hosted == {k: float(v) for k, v in EMULATED_KINDS.items()}
-    assert sum(1 for r in groups.values() if r) == len(EMULATED_KINDS)  # one group per kind
+    assert hosted == {k: float(v) for k, v in embedded_resources().items()}
+    assert sum(1 for r in groups.values() if r) == len(embedded_resources())  # one group per kind
     # the same layout as cluster.yaml
     ray_types = yaml.safe_load((ROOT / "cluster.yaml").read_text())["available_node_types"]
     ray_kinds = {k for t in ray_types.values() for k in _device_resources(t["resources"])}
@@ -142,7 +142,7 @@ def test_slurm_script_lints_and_starts_one_worker_per_kind(tmp_path):
     for res in workers.values():
         for k, v in res.items():
             hosted[k] = hosted.get(k, 0) + v
-    assert hosted == EMULATED_KINDS
+    assert hosted == embedded_resources()
     assert "py -m apps.pipeline examples/digits.yaml --store" in calls
 
     env["NODE_RESOURCES"] = '{"loihi": 2};{"akida": 1};' * 4  # 8 groups on 6 nodes: refused, one line

@@ -9,10 +9,10 @@ import nir
 import numpy as np
 import pytest
 
-from fabric.cli import main as cli_main
-from fabric.compare import format_table, measure_graph, parse_kinds, render_png, rows_from_kpis
-from fabric.recurrent import build_recurrent_graph
-from fabric.registry import Registry
+from fabric.cli.main import main as cli_main
+from fabric.flow.compare import format_table, measure_graph, parse_kinds, render_png, rows_from_kpis
+from fabric.ir.recurrent import build_recurrent_graph
+from fabric.store.registry import Registry
 
 
 @pytest.fixture(scope="module")

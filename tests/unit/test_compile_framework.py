@@ -2,9 +2,8 @@ import nir
 import numpy as np
 import pytest
 
-from actors.base import UnknownKindError, get_runtime_class, make_runtime
-from actors.cpu import HANDLERS
-from fabric.compile import (
+from actors.cpu.runtime import HANDLERS
+from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
     SYNAPSE_HANDLERS,
     GraphStructureError,
@@ -12,6 +11,7 @@ from fabric.compile import (
     lower,
     merge_handlers,
 )
+from fabric.kinds import UnknownKindError, make_runtime, runtime_class
 from fabric.records import FitReport, Program
 
 
@@ -62,7 +62,7 @@ def test_structure_errors_are_explicit():
 
 def test_unknown_kind_lists_valid_kinds():
     with pytest.raises(UnknownKindError) as ei:
-        get_runtime_class("tpu")
+        runtime_class("tpu")
     assert "'tpu'" in str(ei.value) and "cpu" in str(ei.value)
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from fabric.compress import (
+from fabric.flow.pipeline import nir_from_bytes, nir_to_bytes
+from fabric.model.compress import (
     StateQuantized,
     compress_variants,
     distinct_weight_values,
@@ -18,8 +19,7 @@ from fabric.compress import (
     structured_prune,
     target_weight_bits,
 )
-from fabric.pipeline import nir_from_bytes, nir_to_bytes
-from fabric.snn import LifMLP, export_nir
+from fabric.model.snn import LifMLP, export_nir
 from fabric.spec import CompressSpec, SpecError, parse_spec
 
 
@@ -89,7 +89,7 @@ def test_qat_weights_take_at_most_2_pow_bits_values(trained, bits):
 
 
 def _copy(m: LifMLP) -> LifMLP:
-    from fabric.compress import clone
+    from fabric.model.compress import clone
 
     return clone(m)
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import apps._dashboard as D
-from fabric.drift import DriftPolicy
-from fabric.drift_cli import run_drift
-from fabric.pipeline import _pack_spikes, _unpack_spikes
-from fabric.registry import Registry
+from fabric.cli.drift import run_drift
+from fabric.flow.drift import DriftPolicy
+from fabric.flow.pipeline import _pack_spikes, _unpack_spikes
+from fabric.store.registry import Registry
 
 
 def kpi_row(kind: str, status: str = "ok", emulated: bool = True, passed: bool = True, **kw) -> dict:
@@ -27,7 +27,7 @@ def kpi_row(kind: str, status: str = "ok", emulated: bool = True, passed: bool =
 
 
 def populate_run(reg: Registry, spec_name: str = "tiny") -> dict[str, str]:
-    """A run as fabric.pipeline stores it: stage artifacts, programs with fit reports, the KPI report."""
+    """A run as fabric.flow.pipeline stores it: stage artifacts, programs with fit reports, the KPI report."""
     ids = {}
     rng = np.random.default_rng(0)
     spikes = (rng.random((60, 10, 16)) < 0.2).astype(np.uint8)
@@ -284,8 +284,8 @@ def test_devices_without_a_cluster_is_a_message():
 def test_fabric_dashboard_binds_loopback_headless_and_keeps_the_token_off_the_command_line(monkeypatch, tmp_path,
                                                                                            capsys):
     from apps.dashboard_cli import streamlit_command
-    from fabric.cli import build_parser
-    from fabric.cli import main as fabric_main
+    from fabric.cli.main import build_parser
+    from fabric.cli.main import main as fabric_main
 
     monkeypatch.chdir(tmp_path)  # no .fabric/serve.json here
     monkeypatch.delenv("FABRIC_SERVE_URL", raising=False)

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fabric.data import (
+from fabric.data.datasets import (
     DATASETS,
     DataError,
     Dataset,
@@ -22,7 +22,7 @@ from fabric.data import (
     split,
     to_parquet_bytes,
 )
-from fabric.events import GESTURE_CLASSES, EventSet, generate_gestures
+from fabric.data.events import GESTURE_CLASSES, EventSet, generate_gestures
 
 
 # -- built-in sources ----------------------------------------------------------------------------
@@ -239,8 +239,8 @@ def test_unknown_format_and_missing_file_are_named(tmp_path):
 
 
 def test_cli_data_ingest_ls_show(tmp_path, capsys):
-    from fabric.cli import main
-    from fabric.registry import Registry
+    from fabric.cli.main import main
+    from fabric.store.registry import Registry
 
     store = str(tmp_path / "store")
     p = tmp_path / "mine.npz"

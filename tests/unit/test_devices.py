@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from actors.base import RUNTIMES, make_runtime
-from actors.dynapse import DynapseRuntime, mismatch_accuracy
-from fabric.compile import (
+from actors.dynapse.runtime import DynapseRuntime, mismatch_accuracy
+from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
     SYNAPSE_HANDLERS,
@@ -19,8 +18,7 @@ from fabric.compile import (
     lower,
     merge_handlers,
 )
-from fabric.records import FitError, Program
-from fabric.recurrent import (
+from fabric.ir.recurrent import (
     LI_HANDLERS,
     build_recurrent_graph,
     has_recurrence,
@@ -28,7 +26,9 @@ from fabric.recurrent import (
     readout_counts,
     simulate_recurrent,
 )
-from fabric.snn import simulate_layers
+from fabric.kinds import make_runtime, registry
+from fabric.model.snn import simulate_layers
+from fabric.records import FitError, Program
 
 KINDS = ["akida", "spinnaker", "fpga", "dynapse"]
 DIGITAL = {"spinnaker": 0.95, "fpga": 0.85, "akida": 0.70}  # tie-aware argmax agreement floors
@@ -139,7 +139,7 @@ def digits_graph() -> nir.NIRGraph:
 def test_registry_has_the_four_kinds():
     for kind, cls in [("akida", "AkidaRuntime"), ("spinnaker", "SpinnakerRuntime"), ("fpga", "FpgaRuntime"),
                       ("dynapse", "DynapseRuntime")]:
-        assert RUNTIMES[kind] == f"actors.{kind}:{cls}"
+        assert registry()[kind] == f"actors.{kind}.runtime:{cls}"
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -292,7 +292,7 @@ def test_akida_conv_limit_edges_fit_and_run():
 
 
 def test_akida_conv_lowering_is_exact():
-    from actors.akida import conv2d_to_dense
+    from actors.akida.runtime import conv2d_to_dense
 
     node = conv_node(3, 2, 3, (6, 7), stride=2)
     dense, bias, info = conv2d_to_dense("c", node)
@@ -515,7 +515,7 @@ def test_dynapse_other_synapse_types_run(syn, digits, digits_graph):
 
 
 def test_dpi_time_constant_round_trip():
-    from fabric.dpi import Physics, current_for_tau, tau_from_current
+    from actors.dynapse.dpi import Physics, current_for_tau, tau_from_current
 
     phys = Physics()
     assert float(tau_from_current(current_for_tau(0.013, phys.c_mem, phys), phys.c_mem, phys)) == pytest.approx(0.013)
@@ -639,7 +639,7 @@ def test_hybrid_fallback_runs_the_unsupported_tail_on_cpu(kind, graph, digits):
 
 def test_rate_to_raster_hands_exact_counts_to_the_host():
     """akida's head output handed to a host tail is a deterministic rate code of its activations."""
-    from actors._emulated import rate_to_raster
+    from actors.base.emulated import rate_to_raster
 
     r = rate_to_raster(np.array([[0, 3, 7, 20]]), 20)
     assert r.shape == (1, 20, 4) and list(r.sum(axis=1)[0]) == [0, 3, 7, 20]
@@ -688,13 +688,13 @@ def test_fabric_devices_json_prints_every_constant_with_its_source(capsys):
 
     import yaml
 
-    from fabric.cli import main as cli_main
+    from fabric.cli.main import main as cli_main
 
     assert cli_main(["devices", "--json"]) == 0
     printed = {d["kind"]: d["constants"] for d in json.loads(capsys.readouterr().out)}
-    assert set(printed) == set(RUNTIMES)
-    for kind in RUNTIMES:
-        doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "fabric" / "devices" / f"{kind}.yaml").read_text())
+    assert set(printed) == set(registry())
+    for kind in registry():
+        doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "actors" / kind / "constants.yaml").read_text())
         assert set(printed[kind]) == set(doc["constants"]), kind
         for name, c in doc["constants"].items():
             assert c["source"] and c["source"] in printed[kind][name] and f"[{c['confidence']}]" in printed[kind][name]
@@ -702,7 +702,7 @@ def test_fabric_devices_json_prints_every_constant_with_its_source(capsys):
 
 def test_hybrid_three_segments_cpu_prefix_device_cpu_tail(digits):
     """akida: recurrent first layer -> cpu, the feed-forward middle -> akida, a CubaLIF tail -> cpu."""
-    from fabric.fallback import split_for_fallback
+    from fabric.ir.fallback import split_for_fallback
 
     rng = np.random.default_rng(7)
     g = recurrent_graph(n_hid=24, n_out=16)

@@ -9,16 +9,16 @@ import json
 import numpy as np
 import pytest
 
-from fabric.cli import main as fabric_main
-from fabric.drift import (
+from fabric.cli.main import main as fabric_main
+from fabric.flow.drift import (
     DriftInputError,
     DriftPolicy,
     drift_report,
     event_rates,
     inter_event_intervals,
 )
-from fabric.pipeline import _pack_spikes
-from fabric.registry import Registry
+from fabric.flow.pipeline import _pack_spikes
+from fabric.store.registry import Registry
 
 
 def bernoulli(n: int, rate: float, seed: int, t: int = 12, c: int = 16) -> np.ndarray:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fabric.early_exit import topk_cutoff
+from fabric.model.early_exit import topk_cutoff
 
 
 def test_exits_when_top1_is_stable_and_runs_full_otherwise():

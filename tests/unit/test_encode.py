@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from fabric.encode import (
+from fabric.data.encode import (
     DECODERS,
     ENCODERS,
     decode,
@@ -16,7 +16,7 @@ from fabric.encode import (
     encoder_params,
     resample,
 )
-from fabric.events import EVENT_DTYPE, EventSet, generate_gestures
+from fabric.data.events import EVENT_DTYPE, EventSet, generate_gestures
 
 DENSE = ["rate", "latency", "delta", "sigma_delta", "level_crossing", "lif"]
 
@@ -159,7 +159,7 @@ def test_resample_keeps_endpoints():
 
 
 def test_validate_encoder_params_names_the_parameter():
-    from fabric.encode import EncoderParamError, validate_encoder_params
+    from fabric.data.encode import EncoderParamError, validate_encoder_params
 
     assert validate_encoder_params("level_crossing", {"threshold": 0.05}) == {"threshold": 0.05, "baseline": 0.0}
     assert validate_encoder_params("event_frames", {}) == {"downsample": 1, "polarity": True}

@@ -1,14 +1,14 @@
-"""On-device e-prop learning of the ReckOn-style fpga kind (actors/fpga.py learn, fabric/eprop.py)."""
+"""On-device e-prop learning of the ReckOn-style fpga kind (actors/fpga/runtime.py learn, actors/fpga/eprop.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from actors.base import make_runtime
-from fabric.eprop import forward_int
+from actors.fpga.eprop import forward_int
+from fabric.ir.recurrent import build_recurrent_graph
+from fabric.kinds import make_runtime
 from fabric.records import Program
-from fabric.recurrent import build_recurrent_graph
 
 N_IN, N_HID, N_OUT, T = 24, 32, 3, 20
 
@@ -68,7 +68,7 @@ def test_eprop_is_deterministic_per_seed(data):
 
 def test_integer_forward_matches_the_emulator(data):
     """The learning rule's forward pass is the device datapath: same readout as FpgaRuntime.run."""
-    from fabric.eprop import EpropState
+    from actors.fpga.eprop import EpropState
 
     _, (xt, _) = data
     rt = make_runtime("fpga")

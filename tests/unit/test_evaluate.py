@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from actors.cpu import CpuRuntime
-from fabric.evaluate import neurobench_metrics
-from fabric.snn import LifMLP, export_nir
+from actors.cpu.runtime import CpuRuntime
+from fabric.model.neurobench import neurobench_metrics
+from fabric.model.snn import LifMLP, export_nir
 
 
 def test_cpu_runtime_synops_and_accuracy_match_neurobench():

@@ -13,12 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from actors.base import RUNTIMES, make_runtime
-from actors.loihi import HANDLERS, LoihiRuntime
-from fabric.compile import UnsupportedNodeError, lower
-from fabric.energy import load_constants
-from fabric.golden import GoldenUnavailable, golden_check
-from fabric.loihi_fixed import (
+from actors.base.energy import load_constants
+from actors.loihi.fixed import (
     FixedLayer,
     effective_weights,
     emulate,
@@ -26,9 +22,13 @@ from fabric.loihi_fixed import (
     quantize_layer,
     synapse_bits_per_axon,
 )
-from fabric.progcli import compile_cmd, simulate_cmd
+from actors.loihi.golden import GoldenUnavailable, golden_check
+from actors.loihi.runtime import HANDLERS, LoihiRuntime
+from fabric.cli.program import compile_cmd, simulate_cmd
+from fabric.ir.lowering import UnsupportedNodeError, lower
+from fabric.kinds import make_runtime, registry
+from fabric.model.snn import LifMLP, export_nir, simulate_layers
 from fabric.records import FitError, Program
-from fabric.snn import LifMLP, export_nir, simulate_layers
 
 # --------------------------------------------------------------------------- helpers
 
@@ -129,7 +129,7 @@ def random_fixed_layer(rng: np.random.Generator, n_in: int, n_out: int, stress: 
 
 
 def test_registered_and_info_names_sources() -> None:
-    assert RUNTIMES["loihi"] == "actors.loihi:LoihiRuntime"
+    assert registry()["loihi"] == "actors.loihi.runtime:LoihiRuntime"
     rt = make_runtime("loihi")
     info = rt.info()
     assert info["emulated"] is True and info["mode"] == "emulated"
@@ -188,7 +188,7 @@ def test_synapse_memory_limit() -> None:
 
 def test_recurrent_layer_input_axons_limit() -> None:
     """A recurrent layer's own spikes are input axons too: n_in + n_hidden <= 4096 per core."""
-    from fabric.recurrent import build_recurrent_graph
+    from fabric.ir.recurrent import build_recurrent_graph
 
     def net(n_in: int) -> nir.NIRGraph:
         rng = np.random.default_rng(0)
@@ -203,7 +203,7 @@ def test_recurrent_layer_input_axons_limit() -> None:
 
 def test_recurrent_weight_exponent_limit() -> None:
     """Recurrent weights get their own weight_exp; weights beyond 127 x 2^7 mantissa steps are refused."""
-    from fabric.recurrent import build_recurrent_graph
+    from fabric.ir.recurrent import build_recurrent_graph
 
     def net(rec: float) -> nir.NIRGraph:
         return build_recurrent_graph(np.full((2, 2), 0.01), np.full((2, 2), rec), np.ones((1, 2)))
@@ -354,7 +354,7 @@ def test_batch_chunks_threads_and_matmul_paths_agree(monkeypatch: pytest.MonkeyP
     for a, b in zip(one.rasters, many.rasters, strict=True):
         np.testing.assert_array_equal(a, b)
     assert one.synaptic_ops == many.synaptic_ops and sum(one.spikes) > 0
-    monkeypatch.setattr("fabric.loihi_fixed._HAVE_INT_MM", False)  # BLAS path instead of int8 GEMM
+    monkeypatch.setattr("actors.loihi.fixed._HAVE_INT_MM", False)  # BLAS path instead of int8 GEMM
     blas = emulate(layers, x[:20])
     for a, b in zip(one.rasters, blas.rasters, strict=True):
         np.testing.assert_array_equal(a[:20], b)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-import fabric.train as train_mod
-from fabric.mismatch import lognormal_factors, weight_mismatch
+import fabric.model.train as train_mod
+from fabric.model.mismatch import lognormal_factors, weight_mismatch
 from fabric.spec import SpecError, parse_spec
 
 BUILD_MODEL = train_mod.build_model
@@ -82,7 +82,7 @@ def test_bad_mismatch_cv_names_the_field(cv):
 
 
 def test_mismatch_schedule_ramps_over_the_first_half():
-    from fabric.mismatch import mismatch_schedule
+    from fabric.model.mismatch import mismatch_schedule
 
     assert [round(mismatch_schedule(0.2, e, 10), 3) for e in range(10)] == [0.04, 0.08, 0.12, 0.16] + [0.2] * 6
     assert mismatch_schedule(0.2, 0, 1) == 0.2 and mismatch_schedule(0.0, 3, 10) == 0.0

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from actors.cpu import CpuRuntime
-from fabric.pipeline import nir_from_bytes, nir_to_bytes
-from fabric.snn import LifMLP, export_nir
+from actors.cpu.runtime import CpuRuntime
+from fabric.flow.pipeline import nir_from_bytes, nir_to_bytes
+from fabric.model.snn import LifMLP, export_nir
 
 
 def _model(seed, hidden, n_in=20, n_out=5, beta=0.85, thr=1.0):

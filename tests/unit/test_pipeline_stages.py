@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actors.base import make_runtime
-from fabric.pipeline import KPIRow, _deploy, _gates, _golden
-from fabric.registry import Registry
-from fabric.snn import LifMLP, export_nir
+from fabric.flow.pipeline import KPIRow, _deploy, _gates, _golden
+from fabric.kinds import make_runtime
+from fabric.model.snn import LifMLP, export_nir
 from fabric.spec import parse_spec
+from fabric.store.registry import Registry
 
 
 @pytest.fixture

@@ -7,7 +7,13 @@ import time
 
 import pytest
 
-from actors._scheduling import BoardScheduler, DeviceFault, Quota, QuotaExceeded, SimulatedFault
+from actors.cluster.scheduling import (
+    BoardScheduler,
+    DeviceFault,
+    Quota,
+    QuotaExceeded,
+    SimulatedFault,
+)
 
 
 def _sched(boards: int = 2) -> BoardScheduler:
@@ -154,8 +160,8 @@ def test_simulated_faults():
 def test_device_actor_body_honours_injected_faults_without_ray():
     import numpy as np
 
-    from actors.pool import DeviceActor
-    from fabric.snn import LifMLP, export_nir
+    from actors.cluster.pool import DeviceActor
+    from fabric.model.snn import LifMLP, export_nir
 
     board = DeviceActor("loihi", "loihi-test-0")
     prog = board.compile(export_nir(LifMLP(8, [4], 3, 0.9, 1.0)).to_dict())

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from actors.base import make_runtime
-from fabric.compile import Layer
-from fabric.loihi_fixed import FixedLayer, emulate, quantize_layer
+from actors.loihi.fixed import FixedLayer, emulate, quantize_layer
+from fabric.ir.lowering import Layer
+from fabric.ir.recurrent import build_recurrent_graph, train_recurrent
+from fabric.kinds import make_runtime
 from fabric.records import FitError, Program
-from fabric.recurrent import build_recurrent_graph, train_recurrent
 
 T = 10
 DEVICE_OPTIONS = {"akida": {"fallback": "hybrid"}, "dynapse": {"mismatch_cv": 0.0}}
@@ -105,7 +105,7 @@ def test_loihi_zero_recurrent_weights_reproduce_the_feed_forward_path_bit_for_bi
 
 def _reference_lif_rec(fl: FixedLayer, x: np.ndarray) -> np.ndarray:
     """Step-by-step integer transcription of Lava's Dense (ff and recurrent) + PyLifModelBitAcc."""
-    from fabric.loihi_fixed import effective_bias, effective_weights
+    from actors.loihi.fixed import effective_bias, effective_weights
 
     w = effective_weights(fl.weights, fl.num_weight_bits)
     wr = effective_weights(fl.rec_weights, fl.num_weight_bits)
@@ -155,7 +155,7 @@ def test_loihi_recurrent_emulation_matches_an_integer_transcription_of_lava():
 
 def test_golden_refuses_recurrent_loihi_program_with_reason():
     """The Lava runner builds feed-forward chains only: a recurrent program must be refused, not mis-compared."""
-    from fabric.golden import GoldenUnavailable, run_lava
+    from actors.loihi.golden import GoldenUnavailable, run_lava
 
     rng = np.random.default_rng(0)
     graph = build_recurrent_graph(rng.normal(0, 0.4, (8, 16)), rng.normal(0, 0.1, (8, 8)), rng.normal(0, 0.5, (3, 8)))

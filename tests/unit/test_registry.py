@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fabric.cli import main
-from fabric.registry import ArtifactNotFound, IntegrityError, Registry
-from fabric.signing import SignatureError, Signer
+from fabric.cli.main import main
+from fabric.store.registry import ArtifactNotFound, IntegrityError, Registry
+from fabric.store.signing import SignatureError, Signer
 
 REPO = str(Path(__file__).resolve().parents[2])
 
@@ -214,7 +214,7 @@ def test_tenant_b_cannot_list_or_read_tenant_a(store_dir):
 # -- crashes and concurrency ---------------------------------------------------------------------
 _KILLED_WRITER = """
 import sys, time
-from fabric.registry import Registry
+from fabric.store.registry import Registry
 reg = Registry(sys.argv[1])
 reg.put(b"small", kind="dataset", name="before")
 def chunks():
@@ -252,7 +252,7 @@ def test_writer_killed_mid_write_leaves_no_partial_artifact(store_dir):
 
 _BYTES_WRITER = """
 import sys, os
-from fabric.registry import Registry
+from fabric.store.registry import Registry
 reg = Registry(sys.argv[1])
 i = 0
 while True:
@@ -278,7 +278,7 @@ def test_writer_killed_at_an_arbitrary_moment_leaves_only_valid_artifacts(store_
 
 _CONCURRENT_WRITER = """
 import json, sys, time
-from fabric.registry import Registry, sbom
+from fabric.store.registry import Registry, sbom
 sbom()
 reg = Registry(sys.argv[1])
 w = int(sys.argv[2])

@@ -12,10 +12,10 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from actors.base import make_runtime
-from fabric.pipeline import nir_to_bytes
-from fabric.registry import Registry
-from fabric.snn import LifMLP, export_nir
+from fabric.flow.pipeline import nir_to_bytes
+from fabric.kinds import make_runtime
+from fabric.model.snn import LifMLP, export_nir
+from fabric.store.registry import Registry
 from serve import ModelServer, ResolveError, encode_inputs, resolve_model
 from serve._private.ingress import Ingress, build_app
 

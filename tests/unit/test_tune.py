@@ -155,7 +155,7 @@ def test_space_fn_samples_only_named_fields_and_is_seeded():
 def test_compress_prunes_and_quantizes():
     import torch
 
-    from fabric.snn import LifMLP
+    from fabric.model.snn import LifMLP
 
     torch.manual_seed(0)
     m = compress(LifMLP(20, [30], 5, 0.9, 1.0), weight_bits=3, sparsity=0.5)
@@ -175,9 +175,9 @@ def test_fit_check_refuses_too_big_candidate_per_kind():
 def test_unfit_candidate_is_never_trained(monkeypatch, tmp_path):
     import ray.tune
 
-    import fabric.train
-    from fabric.data import load_builtin
-    from fabric.registry import Registry
+    import fabric.model.train
+    from fabric.data.datasets import load_builtin
+    from fabric.store.registry import Registry
     from tune._trainable import TrialContext, tune_trial
 
     reported = []
@@ -186,7 +186,7 @@ def test_unfit_candidate_is_never_trained(monkeypatch, tmp_path):
     def no_training(*a, **k):
         raise AssertionError("an unfit candidate was trained")
 
-    monkeypatch.setattr(fabric.train, "train_model", no_training)
+    monkeypatch.setattr(fabric.model.train, "train_model", no_training)
     ds = load_builtin("digits", 40)
     spec = parse_spec(BASE | {"targets": ["fpga"]})
     reg = Registry(str(tmp_path / "store"))
@@ -203,8 +203,8 @@ def test_unfit_candidate_is_never_trained(monkeypatch, tmp_path):
 
 # -- artifact and CLI --------------------------------------------------------------------------------
 def test_pareto_artifact_format_png_and_select_from_store(tmp_path, capsys):
-    from fabric.cli import main
-    from fabric.registry import Registry
+    from fabric.cli.main import main
+    from fabric.store.registry import Registry
     from tune._run import store_pareto
 
     reg = Registry(str(tmp_path / "store"))

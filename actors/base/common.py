@@ -1,0 +1,43 @@
+"""Helpers shared by runtimes: layers <-> program arrays, telemetry assembly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fabric.ir.lowering import Layer
+
+__all__ = ["layers_to_arrays", "arrays_to_layers", "check_input"]
+
+
+def layers_to_arrays(layers: list[Layer]) -> tuple[dict[str, np.ndarray], list[dict]]:
+    arrays: dict[str, np.ndarray] = {}
+    meta = []
+    for i, layer in enumerate(layers):
+        arrays[f"l{i}.weight"] = layer.weight.astype(np.float32)
+        arrays[f"l{i}.bias"] = layer.bias.astype(np.float32)
+        for k, v in layer.params.items():
+            arrays[f"l{i}.{k}"] = v.astype(np.float64)
+        meta.append({"name": layer.name, "neuron": layer.neuron, "params": sorted(layer.params),
+                     "n_in": layer.n_in, "n_out": layer.n_out})
+    return arrays, meta
+
+
+def arrays_to_layers(arrays: dict[str, np.ndarray], meta: list[dict]) -> list[Layer]:
+    return [
+        Layer(name=m["name"], weight=arrays[f"l{i}.weight"].astype(np.float64),
+              bias=arrays[f"l{i}.bias"].astype(np.float64), neuron=m["neuron"],
+              params={k: arrays[f"l{i}.{k}"] for k in m["params"]})
+        for i, m in enumerate(meta)
+    ]
+
+
+def check_input(spikes: np.ndarray, n_in: int, kind: str) -> np.ndarray:
+    """Validate a spike batch ``[B, T, n_in]`` with an error that names what is wrong."""
+    x = np.asarray(spikes)
+    if x.ndim != 3:
+        raise ValueError(f"{kind}: spikes must have shape [batch, timesteps, {n_in}], got {list(x.shape)}")
+    if x.shape[2] != n_in:
+        raise ValueError(f"{kind}: spikes last dimension must be {n_in} (program inputs), got {x.shape[2]}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ValueError(f"{kind}: spikes contain NaN or inf")
+    return x

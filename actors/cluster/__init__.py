@@ -1,0 +1,39 @@
+"""The Ray layer: board actors (the one place applying ray.remote), device pools and the board scheduler."""
+
+from actors.cluster.pool import (  # noqa: F401
+    DEFAULT_CALL_TIMEOUT_S,
+    NAMESPACE,
+    SCHEDULER_NAME,
+    DeviceActor,
+    DevicePool,
+    actor_options,
+    pool_status,
+    remote_runtime_class,
+    scheduler,
+)
+from actors.cluster.scheduling import (  # noqa: F401
+    FAULT_MODES,
+    BoardScheduler,
+    DeviceFault,
+    Quota,
+    QuotaExceeded,
+    SimulatedFault,
+)
+
+__all__ = [
+    "DeviceActor",
+    "DevicePool",
+    "remote_runtime_class",
+    "actor_options",
+    "scheduler",
+    "pool_status",
+    "Quota",
+    "QuotaExceeded",
+    "DeviceFault",
+    "FAULT_MODES",
+    "NAMESPACE",
+    "SCHEDULER_NAME",
+    "DEFAULT_CALL_TIMEOUT_S",
+    "SimulatedFault",
+    "BoardScheduler",
+]

@@ -1,0 +1,526 @@
+"""The one place runtimes become Ray actors, the cluster-wide board scheduler, and the per-kind pool.
+
+Actors are pinned with ``resources={kind: 1}`` (the ``cpu`` baseline asks for no custom resource), so
+on a multi-node cluster a board's actor lands on the node that advertises its kind. They restart up to
+``max_restarts`` times (on any node that advertises the kind: a replacement node after a node is lost)
+and are *named* (``fabric/<kind>/<i>``) so that every driver on the cluster (pipeline jobs, Tune trials,
+Serve) shares the same boards. The program is passed with each call as an object ref and cached by
+hash in the actor, so a restarted actor reloads it transparently and a retried task is correct.
+
+Every batch takes a ticket from one named scheduler actor (``fabric/scheduler``, pinned to the head
+node): round robin between tenants, per-tenant quotas, unhealthy boards drained
+(:mod:`actors.cluster.scheduling` holds the plain-Python core).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+import ray
+
+from actors.cluster.scheduling import (
+    FAULT_MODES,
+    BoardScheduler,
+    DeviceFault,
+    Quota,
+    QuotaExceeded,
+    SimulatedFault,
+)
+from fabric.kinds import capabilities, check_kind, runtime_class
+from fabric.records import Program, RunResult
+
+__all__ = ["DeviceActor", "DevicePool", "remote_runtime_class", "actor_options", "scheduler", "pool_status",
+           "Quota", "QuotaExceeded", "DeviceFault", "FAULT_MODES", "NAMESPACE", "SCHEDULER_NAME", "DEFAULT_CALL_TIMEOUT_S"]
+
+NAMESPACE = "fabric"
+SCHEDULER_NAME = "scheduler"
+HEALTH_TIMEOUT_S = 3.0
+CLAIM_TIMEOUT_S = 60.0  # a grant no board started within this long belongs to a dead caller
+REAP_PERIOD_S = 5.0  # the scheduler's own pump/reaper period
+REAP_AFTER_S = 5.0  # grants older than this are checked against Ray's list of dead workers
+# A device call unanswered this long was lost (its board died mid-call and Ray's retry never reached
+# the restarted actor, seen on the test cluster) or hangs: the pool drains that board and re-queues the
+# batch. Emulated batches take milliseconds to a few seconds; pass ``call_timeout_s=None`` to wait forever.
+DEFAULT_CALL_TIMEOUT_S = 120.0
+
+
+def _dead_workers(owners: set[str]) -> set[str]:
+    """The subset of ``owners`` (worker ids) that Ray's state API reports as no longer alive.
+
+    Unknown ids, or a cluster without the state API, count as alive: a board is never freed on doubt.
+    """
+    try:
+        from ray.util.state import list_workers
+
+        dead = set()
+        for owner in owners:
+            ws = list_workers(filters=[("worker_id", "=", owner)], raise_on_missing_output=False, timeout=10)
+            if ws and not any(w.is_alive for w in ws):
+                dead.add(owner)
+        return dead
+    except Exception:
+        return set()
+
+
+class DeviceActor:
+    """Thin actor body: holds one runtime (one board); everything it does is the runtime's plain Python.
+
+    Emulated boards accept simulated faults (:meth:`inject_fault`); ``health()`` merges the runtime's
+    own report with the fault state and the node the actor runs on.
+    """
+
+    def __init__(self, kind: str, device_id: str) -> None:
+        self.kind = kind
+        self.device_id = device_id
+        self.runtime = runtime_class(kind)(device_id=device_id)
+        self.loaded: str | None = None
+        self.busy_s = 0.0
+        self.calls = 0
+        self.fault = SimulatedFault()
+        self._sched: Any = None
+
+    def execute(self, program: Program, program_hash: str, spikes: np.ndarray, record_raster: bool = False,
+                ticket: int | None = None) -> RunResult:
+        """Run one batch; with a ``ticket`` the board itself returns it to the scheduler when done."""
+        t0 = time.perf_counter()
+        try:
+            self.fault.before_run(self.device_id)
+            if self.loaded != program_hash:
+                self.runtime.load(program)
+                self.loaded = program_hash
+            out = self.runtime.run(spikes, record_raster=record_raster)
+        except DeviceFault as exc:
+            self._release(ticket, time.perf_counter() - t0, False, str(exc))
+            raise
+        except Exception:
+            self._release(ticket, time.perf_counter() - t0, True, "")  # a bad batch, not a bad board
+            raise
+        dt = time.perf_counter() - t0
+        self.busy_s += dt
+        self.calls += 1
+        self._release(ticket, dt, True, "")
+        return out
+
+    def _scheduler(self) -> Any:
+        if self._sched is None:
+            self._sched = ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
+        return self._sched
+
+    def _release(self, ticket: int | None, busy_s: float, ok: bool, reason: str) -> None:
+        if ticket is not None:
+            self._scheduler().release.remote(ticket, busy_s, ok, reason)
+
+    def compile(self, graph_dict: dict[str, Any], options: dict[str, Any] | None = None) -> Program:
+        import nir
+
+        return self.runtime.compile(nir.NIRGraph.from_dict(graph_dict), options)
+
+    def health(self) -> dict[str, Any]:
+        h = dict(self.runtime.health())
+        f = self.fault.health()
+        h.update(ok=bool(h.get("ok", True)) and f["ok"], fault=f["fault"], degraded=f["degraded"],
+                 calls=self.calls, busy_s=self.busy_s,
+                 node_id=ray.get_runtime_context().get_node_id() if ray.is_initialized() else None)
+        return h
+
+    def inject_fault(self, mode: str, delay_s: float = 0.5, stuck_s: float = 3600.0) -> dict[str, Any]:
+        """Simulate a board fault (emulated kinds only): ``dead``, ``stuck`` or ``slow``."""
+        if not self.runtime.info().get("emulated", False):
+            raise ValueError(f"{self.device_id}: simulated faults are for emulated boards; this one is hardware")
+        self.fault.inject(mode, delay_s=delay_s, stuck_s=stuck_s)
+        return self.health()
+
+    def clear_fault(self) -> dict[str, Any]:
+        self.fault.clear()
+        return self.health()
+
+    def info(self) -> dict[str, Any]:
+        return self.runtime.info()
+
+
+class SchedulerActor:
+    """Async actor around :class:`BoardScheduler`: tickets wait on futures resolved by ``dispatch``."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._asyncio = asyncio
+        self.core = BoardScheduler()
+        self.futures: dict[int, Any] = {}
+        self._reaper: Any = None
+        self.reaped: list[str] = []  # owners found dead and forgotten (for status / tests)
+
+    async def _reap_forever(self) -> None:
+        """Every REAP_PERIOD_S: pump (sweep + dispatch) without waiting for a caller, and free the boards
+        held by callers Ray reports dead (a SIGKILLed trial worker, a killed job driver)."""
+        while True:
+            await self._asyncio.sleep(REAP_PERIOD_S)
+            try:
+                owners = self.core.held_owners(REAP_AFTER_S)
+                dead = await self._asyncio.to_thread(_dead_workers, owners) if owners else set()
+                for owner in dead:
+                    self._drop(self.core.forget_owner(owner))
+                    self.reaped.append(owner)
+                self._pump()
+            except Exception:  # never let the reaper die; the next round tries again
+                pass
+
+    def _drop(self, tids: list[int]) -> None:
+        for tid in tids:
+            fut = self.futures.pop(tid, None)
+            if fut is not None and not fut.done():
+                fut.cancel()
+
+    def _pump(self) -> None:
+        if self._reaper is None:  # started lazily: __init__ runs before the actor's event loop exists
+            self._reaper = self._asyncio.ensure_future(self._reap_forever())
+        self._drop(self.core.sweep(CLAIM_TIMEOUT_S))  # grants nobody used: their caller is gone
+        for tid, decision in self.core.dispatch():
+            fut = self.futures.get(tid)
+            if fut is None or fut.done():
+                continue
+            if isinstance(decision, BaseException):
+                fut.set_exception(decision)
+            else:
+                fut.set_result(decision)
+
+    async def register(self, kind: str, names: list[str]) -> None:
+        self.core.register(kind, names)
+        self._pump()
+
+    async def set_quota(self, tenant: str, quota: dict[str, Any] | None) -> None:
+        self.core.set_quota(tenant, None if quota is None else Quota(**quota))
+        self._pump()
+
+    async def request_many(self, kind: str, tenant: str, allowed: list[str], n: int, owner: str = "") -> list[int]:
+        tids = [self.core.request(kind, tenant, allowed, owner) for _ in range(n)]
+        loop = self._asyncio.get_running_loop()
+        for t in tids:
+            self.futures[t] = loop.create_future()
+        self._pump()
+        return tids
+
+    async def wait(self, ticket: int) -> str | dict[str, str]:
+        """The granted board's name, or ``{"error": ...}`` (quota spent, cancelled): never raises, so a
+        caller that gives up on its other tickets leaves no unhandled errors behind."""
+        fut = self.futures.get(ticket)
+        if fut is None:
+            return {"error": f"ticket {ticket} is not waiting (cancelled or already released)", "type": "KeyError"}
+        try:
+            return await fut
+        except self._asyncio.CancelledError:
+            return {"error": f"ticket {ticket} was cancelled", "type": "CancelledError"}
+        except Exception as exc:
+            return {"error": str(exc), "type": type(exc).__name__}
+        finally:
+            self.futures.pop(ticket, None)
+
+    async def release(self, ticket: int, busy_s: float = 0.0, ok: bool = True, reason: str = "") -> None:
+        self.core.release(ticket, busy_s, ok, reason)
+        self._pump()
+
+    async def claim(self, ticket: int) -> None:
+        self.core.claim(ticket)
+
+    async def delivered(self, ticket: int) -> None:
+        self.core.delivered(ticket)
+
+    async def cancel(self, tickets: list[int]) -> None:
+        for t in tickets:
+            self.core.cancel(t)
+            fut = self.futures.pop(t, None)
+            if fut is not None and not fut.done():
+                fut.cancel()
+        self._pump()
+
+    async def drain(self, board: str, reason: str) -> None:
+        self.core.drain(board, reason)
+
+    async def undrain(self, board: str) -> None:
+        self.core.undrain(board)
+        self._pump()
+
+    async def report_health(self, verdicts: list[tuple[str, bool, str]]) -> None:
+        for board, ok, reason in verdicts:
+            self.core.report_health(board, ok, reason)
+        self._pump()
+
+    async def status(self) -> dict[str, Any]:
+        return self.core.status() | {"reaped_owners": list(self.reaped)}
+
+    async def grants(self, kind: str | None = None) -> list[tuple[int, str, str, str]]:
+        return self.core.grants(kind)
+
+
+def actor_options(kind: str, max_restarts: int = 3) -> dict[str, Any]:
+    """Resources and restart policy of a board actor (``max_concurrency=2``: health answers while busy).
+
+    ``max_task_retries=-1``: a call whose board died (node lost) waits for the restarted actor and runs
+    there; restarts themselves are bounded by ``max_restarts``, and application errors are never retried.
+    """
+    # scheduling_strategy DEFAULT: a board is cluster-wide, never part of the caller's placement group
+    # (a Tune trial re-creating a board whose restarts were spent failed with "cannot fit into any
+    # bundles for the placement group", and a captured detached actor would die with the trial's group)
+    opts: dict[str, Any] = {"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": -1, "max_concurrency": 2,
+                            "scheduling_strategy": "DEFAULT"}
+    if kind != "cpu":
+        opts["resources"] = {kind: 1}
+    return opts
+
+
+_REMOTE = None
+_SCHED_CLS = None
+
+
+def remote_runtime_class():
+    """``ray.remote(DeviceActor)``, built once (the single factory)."""
+    global _REMOTE
+    if _REMOTE is None:
+        _REMOTE = ray.remote(DeviceActor)
+    return _REMOTE
+
+
+def scheduler():
+    """The cluster's one board scheduler (created on first use, pinned to the head node, detached)."""
+    global _SCHED_CLS
+    if _SCHED_CLS is None:
+        _SCHED_CLS = ray.remote(SchedulerActor)
+    return _SCHED_CLS.options(name=SCHEDULER_NAME, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
+                              num_cpus=0, max_restarts=-1, max_concurrency=1000, scheduling_strategy="DEFAULT",
+                              resources={"node:__internal_head__": 0.001}).remote()
+
+
+def _board_handle(name: str) -> Any:
+    return ray.get_actor(name, namespace=NAMESPACE)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+class DevicePool:
+    """``size`` named actors of one kind; ``run`` spreads batches over the boards the scheduler grants.
+
+    When every board is busy, batches wait for a ticket (``queued`` reports how many), so a board is a
+    shared resource, never oversubscribed. ``tenant``/``quota`` name who pays and the limits that apply
+    cluster-wide; ``call_timeout_s`` drains a board whose call hangs and re-queues its batch.
+    """
+
+    def __init__(self, kind: str, size: int | None = None, max_restarts: int = 3, *, tenant: str = "default",
+                 quota: Quota | None = None, call_timeout_s: float | None = DEFAULT_CALL_TIMEOUT_S,
+                 max_attempts: int = 3) -> None:
+        if not ray.is_initialized():
+            raise RuntimeError("DevicePool needs a connected fabric: call fabric.connect() first")
+        check_kind(kind)  # unknown kind -> error listing valid kinds
+        board = capabilities(kind).needs_resource
+        if not tenant or not isinstance(tenant, str):
+            raise ValueError(f"tenant must be a non-empty string, got {tenant!r}")
+        self.kind = kind
+        self.tenant = tenant
+        self.call_timeout_s = call_timeout_s
+        self.max_attempts = max_attempts
+        if size is None:
+            size = max(1, int(ray.cluster_resources().get(kind, 1))) if board else 1
+        if board and ray.cluster_resources().get(kind, 0) < 1:
+            raise RuntimeError(
+                f"no node of this cluster advertises the {kind!r} resource; start Ray with "
+                f"--resources='{{\"{kind}\": 1}}' or connect to a cluster that hosts it"
+            )
+        self.max_restarts = max_restarts
+        self.names = [f"{kind}/{i}" for i in range(size)]
+        self.actors = [self._create(i) for i in range(size)]
+        self._handles = dict(zip(self.names, self.actors, strict=True))
+        self.sched = scheduler()
+        self.sched.register.remote(kind, self.names)
+        if quota is not None:
+            ray.get(self.sched.set_quota.remote(tenant, quota.to_dict()))
+        self._owner = ray.get_runtime_context().get_worker_id()
+        self._refs: dict[str, ray.ObjectRef] = {}  # program digest -> object ref (put once)
+        self.queued = 0
+        self.in_flight = 0
+
+    def _create(self, i: int) -> Any:
+        """Board ``i``'s named actor: the existing one, or a new one (first use, or restarts spent)."""
+        return remote_runtime_class().options(
+            name=self.names[i], namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
+            **actor_options(self.kind, self.max_restarts)).remote(self.kind, f"{self.kind}-emu-{i}")
+
+    def _revive(self) -> None:
+        """Re-create boards whose actor is gone (restarts spent): a drained board that no call of
+        this pool touches would otherwise never come back, and every batch of the kind would wait."""
+        for j, name in enumerate(self.names):
+            try:
+                _board_handle(name)
+            except ValueError:
+                self.actors[j] = self._handles[name] = self._create(j)
+
+    def run(self, program: Program, batches: list[np.ndarray], record_raster: bool = False,
+            progress: Any | None = None) -> list[RunResult]:
+        """Run every batch (in order of the returned list) on the boards the scheduler grants."""
+        phash = program.digest
+        pref = self._refs.get(phash)
+        if pref is None:
+            pref = self._refs[phash] = ray.put(program)
+        n = len(batches)
+        results: list[RunResult | None] = [None] * n
+        attempts = [0] * n
+        todo = deque(range(n))
+        waits: dict[ray.ObjectRef, tuple[int, int]] = {}
+        execs: dict[ray.ObjectRef, tuple[int, int, str, float]] = {}
+        live: set[int] = set()
+        last_probe = time.monotonic()
+        window = 1024  # tickets queued at the scheduler at once; fairness is decided there, per tenant
+
+        def retry(i: int, why: str) -> None:
+            attempts[i] += 1
+            if attempts[i] >= self.max_attempts:
+                raise RuntimeError(f"{self.kind}: batch {i} failed on {attempts[i]} boards (last: {why})")
+            todo.appendleft(i)
+
+        try:
+            while todo or waits or execs:
+                k = min(len(todo), window - len(waits) - len(execs))
+                if k > 0:
+                    idx = [todo.popleft() for _ in range(k)]
+                    try:
+                        tids = ray.get(self.sched.request_many.remote(self.kind, self.tenant, self.names, k,
+                                                                      self._owner))
+                    except ray.exceptions.RayTaskError as exc:
+                        raise _one_line(exc) from None
+                    for i, t in zip(idx, tids, strict=True):
+                        waits[self.sched.wait.remote(t)] = (i, t)
+                        live.add(t)
+                self.queued, self.in_flight = len(todo) + len(waits), len(execs)
+                ready, _ = ray.wait(list(waits) + list(execs), num_returns=1, timeout=1.0)
+                if not ready and waits and not execs and time.monotonic() - last_probe > 5.0:
+                    # waiting with nothing running: boards may be drained or gone; bring them back
+                    self._revive()
+                    pool_status([self.kind])
+                    last_probe = time.monotonic()
+                for ref in ready:
+                    if ref in waits:
+                        i, t = waits.pop(ref)
+                        board = ray.get(ref)
+                        if isinstance(board, dict):
+                            live.discard(t)
+                            err = QuotaExceeded if board["type"] == "QuotaExceeded" else RuntimeError
+                            raise err(board["error"])
+                        self.sched.claim.remote(t)  # the grant reached a live caller (see BoardScheduler.sweep)
+                        h = self._handles[board]
+                        execs[h.execute.remote(pref, phash, batches[i], record_raster, t)] = (i, t, board, time.monotonic())
+                        continue
+                    i, t, board, _ = execs.pop(ref)
+                    live.discard(t)
+                    self.sched.delivered.remote(t)  # frees the board should the board's own release be lost
+                    try:
+                        results[i] = ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = _unwrap(exc)
+                        if not isinstance(cause, DeviceFault):
+                            raise cause from None  # a bad batch or program: the caller's error
+                        retry(i, str(cause))  # the board drained itself when it returned its ticket
+                        continue
+                    except ray.exceptions.RayActorError as exc:  # restarts spent: recreate the board, retry
+                        self.sched.release.remote(t, 0.0, False, "")  # not drained: the board is re-created
+                        j = self.names.index(board)
+                        self.actors[j] = self._handles[board] = self._create(j)
+                        retry(i, f"{board}: {type(exc).__name__}")
+                        continue
+                    if progress is not None:
+                        progress.update(1)
+                if self.call_timeout_s is not None:
+                    now = time.monotonic()
+                    for ref, (i, t, board, t0) in list(execs.items()):
+                        if now - t0 > self.call_timeout_s:
+                            execs.pop(ref)
+                            live.discard(t)
+                            self.sched.release.remote(t, now - t0, False, f"call timed out after {self.call_timeout_s}s")
+                            retry(i, f"{board} timed out")
+        finally:
+            if live:
+                self.sched.cancel.remote(sorted(live))
+            self.queued = self.in_flight = 0
+        return results  # type: ignore[return-value]
+
+    def compile(self, graph: Any, options: dict[str, Any] | None = None) -> Program:
+        return ray.get(self.actors[0].compile.remote(graph.to_dict(), options))
+
+    def health(self) -> list[dict[str, Any]]:
+        return ray.get([a.health.remote() for a in self.actors])
+
+    def info(self) -> dict[str, Any]:
+        return ray.get(self.actors[0].info.remote())
+
+    def inject_fault(self, index: int, mode: str, **kw: Any) -> dict[str, Any]:
+        """Simulate a fault on board ``index`` of this pool (emulated kinds)."""
+        if mode not in FAULT_MODES:
+            raise ValueError(f"fault mode must be one of {FAULT_MODES}, got {mode!r}")
+        return ray.get(self.actors[index].inject_fault.remote(mode, **kw))
+
+    def clear_fault(self, index: int) -> dict[str, Any]:
+        return ray.get(self.actors[index].clear_fault.remote())
+
+    def drain(self, index: int, reason: str = "drained by operator") -> None:
+        ray.get(self.sched.drain.remote(self.names[index], reason))
+
+    def undrain(self, index: int) -> None:
+        ray.get(self.sched.undrain.remote(self.names[index]))
+
+    def status(self) -> list[dict[str, Any]]:
+        return pool_status([self.kind])
+
+
+def _one_line(exc: BaseException) -> BaseException:
+    cause = _unwrap(exc)
+    if isinstance(cause, QuotaExceeded | KeyError):
+        return cause
+    return RuntimeError(str(cause).strip().splitlines()[-1])
+
+
+def pool_status(kinds: list[str] | None = None, probe: bool = True) -> list[dict[str, Any]]:
+    """Per board: ``{kind, name, node_id, healthy, drained, calls, busy_s, queued, tenant_usage, ...}``.
+
+    With ``probe`` each board's ``health()`` is asked (``HEALTH_TIMEOUT_S``); an unhealthy or silent
+    board is drained, a drained one that reports healthy again (after a health drain) is brought back.
+    """
+    if not ray.is_initialized():
+        raise RuntimeError("pool_status needs a connected fabric: call fabric.connect() first")
+    sched = scheduler()
+    st = ray.get(sched.status.remote())
+    names = sorted(n for n, b in st["boards"].items() if kinds is None or b["kind"] in kinds)
+    health: dict[str, dict[str, Any] | None] = {n: None for n in names}
+    if probe and names:
+        refs = {}
+        for n in names:
+            try:
+                refs[_board_handle(n).health.remote()] = n
+            except ValueError:  # actor not found (never created or gone)
+                pass
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=HEALTH_TIMEOUT_S)
+        for r in ready:
+            try:
+                health[refs[r]] = ray.get(r)
+            except ray.exceptions.RayError as exc:
+                health[refs[r]] = {"ok": False, "error": type(exc).__name__}
+        verdicts = []
+        for n in names:
+            h = health[n]
+            if h is None:
+                verdicts.append((n, False, f"unhealthy: no health answer in {HEALTH_TIMEOUT_S}s"))
+            else:
+                verdicts.append((n, bool(h.get("ok")), f"unhealthy: {h.get('fault') or h.get('error') or 'ok=False'}"))
+        ray.get(sched.report_health.remote(verdicts))
+        st = ray.get(sched.status.remote())
+    out = []
+    for n in names:
+        b, h = st["boards"][n], health[n] or {}
+        out.append({"kind": b["kind"], "name": n, "node_id": h.get("node_id"), "healthy": b["healthy"],
+                    "drained": b["drained"], "drain_reason": b["drain_reason"], "busy": b["busy"],
+                    "calls": b["calls"], "failures": b["failures"], "busy_s": b["busy_s"],
+                    "queued": st["queued"].get(b["kind"], 0), "tenant_usage": b["tenant_usage"],
+                    "fault": h.get("fault"), "degraded": bool(h.get("degraded"))})
+    return out

@@ -1,0 +1,5 @@
+"""The loihi device kind: runtime, maths, constants.yaml (with public sources), reference adapter, fit checks."""
+
+from actors.loihi.runtime import LoihiRuntime
+
+__all__ = ["LoihiRuntime"]

@@ -1,0 +1,259 @@
+"""``loihi`` kind: EMULATED Intel Loihi. NIR -> Lava fixed-point program with a fit report; runs on
+the bit-accurate emulator in ``actors.loihi.fixed`` (optionally checked against Lava on every run);
+energy and device time are modelled from the per-event constants in ``actors/loihi/constants.yaml``.
+
+Each Dense delivers its input one step late (Lava's ``PyDenseModelBitAcc``), so an L-layer program
+needs L extra steps for the last input to reach the output. ``run`` appends those L zero steps (the
+device runs ``T + L`` steps) and returns the output aligned with the input: steps ``L .. T+L-1``.
+
+Recurrent LIF layers (a self-loop, :mod:`fabric.ir.recurrent`) map onto a second Dense from the layer's
+spikes back to its input, with its own ``weight_exp``; it counts against the layer's input axons and
+synapse memory. That path is emulated bit-level by ``actors.loihi.fixed`` but not checked against Lava
+(the golden runner builds feed-forward chains only), so ``golden=True`` refuses recurrent programs.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Any
+
+import nir
+import numpy as np
+
+from actors.base.common import check_input
+from actors.base.energy import DeviceConstants, load_constants, modelled_energy
+from actors.loihi.fixed import (
+    LIMITS,
+    CoreMap,
+    Emulation,
+    FixedLayer,
+    emulate,
+    fixed_program,
+    map_cores,
+    program_layers,
+    quantize_layer,
+)
+from actors.loihi.golden import (
+    GoldenMismatch,
+    GoldenResult,
+    GoldenUnavailable,
+    golden_check,
+    lava_python,
+)
+from fabric.ir.lowering import (
+    DEFAULT_HANDLERS,
+    NEURON_HANDLERS,
+    SYNAPSE_HANDLERS,
+    merge_handlers,
+)
+from fabric.ir.recurrent import lower_recurrent
+from fabric.kinds import Capabilities
+from fabric.records import FitError, FitReport, Program, RunResult, Telemetry
+
+__all__ = ["LoihiRuntime", "HANDLERS", "modelled_step_time"]
+
+# Affine/Linear + LIF/CubaLIF/IF over the structural defaults (Input, Output, Flatten).
+HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS, NEURON_HANDLERS)
+
+
+def _sync_time(constants: DeviceConstants, cores: int) -> float:
+    """Barrier sync per step from SANA-FE's table, keyed by tiles of 4 cores (next entry up)."""
+    tiles = -(-cores // int(constants.value("cores_per_tile")))
+    for bound, key in ((1, "t_sync_1tile_s"), (2, "t_sync_2tile_s"), (4, "t_sync_4tile_s")):
+        if tiles <= bound:
+            return constants.value(key)
+    return constants.value("t_sync_29tile_s")
+
+
+def modelled_step_time(constants: DeviceConstants, cores: list[CoreMap], em: Emulation, device_steps: int,
+                       samples: int) -> float:
+    """Seconds per timestep per sample: barrier sync + the busiest layer's mean per-core work.
+
+    Cores run in parallel within a step; a layer's events are spread evenly over its cores; every
+    core of a layer receives every input spike of that layer (dense fan-in).
+    """
+    per = max(1, samples * device_steps)
+    busiest = 0.0
+    spikes_into = [em.spikes_in, *em.spikes[:-1]]
+    for k, cm in enumerate(cores):
+        work = (em.synaptic_ops[k] * constants.value("t_syn_s") + em.neuron_updates[k] * constants.value("t_neuron_s")
+                + em.spikes[k] * constants.value("t_spike_s")) / cm.cores
+        work += spikes_into[k] * constants.value("t_message_in_s")
+        busiest = max(busiest, work / per)
+    return _sync_time(constants, sum(c.cores for c in cores)) + busiest
+
+
+class LoihiRuntime:
+    """Emulated Loihi: compile to Lava fixed point, run bit-accurately, model energy and time."""
+
+    kind = "loihi"
+    capabilities = Capabilities(
+        embedded_boards=2, hybrid_fallback=False, weight_bits=8,
+        weight_bits_source="actors/loihi/constants.yaml weight_bits (Lava PyDenseModelBitAcc clip_weights num_bits=8)",
+        reference="lava-nc 0.10 fixed_pt (bit-exact)", time_mode="as-fast-as-possible")
+
+    def __init__(self, device_id: str | None = None, golden: bool = False) -> None:
+        self.device_id = device_id or f"loihi-emu:{platform.node()}:{os.getpid()}"
+        self.golden = bool(golden)
+        self.constants = load_constants("loihi")
+        self.program: Program | None = None
+        self._layers: list[FixedLayer] | None = None
+        self._cores: list[CoreMap] | None = None
+        self.last_golden: GoldenResult | None = None
+        self.runs = 0
+
+    # ------------------------------------------------------------------ compile
+    def compile(self, graph: nir.NIRGraph, options: dict[str, Any] | None = None) -> Program:
+        """NIR -> Lava fixed-point program. Options: ``weight_bits`` (2..8, default 8),
+        ``neurons_per_core`` (int or per-layer list; default: automatic split), ``vth_target``."""
+        opts = dict(options or {})
+        unknown = set(opts) - {"weight_bits", "neurons_per_core", "vth_target"}
+        if unknown:
+            raise ValueError(f"loihi: unknown compile options {sorted(unknown)}")
+        ctx = lower_recurrent(graph, self.kind, HANDLERS)
+        fit = FitReport(kind=self.kind, notes=list(ctx.notes))
+        n_bits = int(opts.get("weight_bits", LIMITS["weight_bits"]))
+        fit.add("weight precision", n_bits, LIMITS["weight_bits"], "bits")
+        if n_bits > LIMITS["weight_bits"]:
+            raise FitError(fit)
+        fixed: list[FixedLayer] = []
+        quant: list[dict[str, Any]] = []
+        for layer in ctx.layers:
+            fl, rep = quantize_layer(layer, ctx.dt, num_weight_bits=n_bits,
+                                     vth_target=int(opts.get("vth_target", 1 << 13)))
+            fixed.append(fl)
+            quant.append(rep.to_dict())
+            for c in rep.checks:
+                if c.name != "weight precision":
+                    fit.add(c.name, c.used, c.limit, c.unit, scope=f"layer:{layer.name}")
+            fit.notes.extend(rep.notes)
+            fit.notes.append(f"{layer.name}: quantization error: weights {100 * rep.weight_rel_error:.2f} % (relative), "
+                             f"vth {100 * rep.vth_rel_error:.3f} %, decay {rep.decay_v_error:.1e}; "
+                             f"weight_exp {fl.weight_exp}, vth {fl.vth}, dv {fl.dv}, du {fl.du}")
+        cores = map_cores([(fl.name, fl.n_in, fl.n_out) for fl in fixed], opts.get("neurons_per_core"),
+                          [fl.rec_weights is not None for fl in fixed])
+        for cm in cores:
+            scope = f"layer:{cm.name}"
+            fit.add("compartments/core", cm.per_core, LIMITS["compartments_per_core"], "", scope)
+            fit.add("input axons/core", cm.n_in, LIMITS["input_axons_per_core"], "", scope)
+            fit.add("output axons/core", cm.out_axons, LIMITS["output_axons_per_core"], "", scope)
+            fit.add("synapse memory/core", cm.synapse_bits / 8192, LIMITS["synapse_bits_per_core"] / 8192, "KB", scope)
+        n_cores = sum(c.cores for c in cores)
+        fit.add("cores", n_cores, LIMITS["cores_per_chip"], "", "chip")
+        fit.add("neurons", sum(fl.n_out for fl in fixed), LIMITS["cores_per_chip"] * LIMITS["compartments_per_core"],
+                "", "chip")
+        fit.notes.append("synapse memory model: nengo-loihi bits_per_axon, dense, 64-synapse blocks of 8-bit "
+                         "weights + 10-bit header in 64-bit words (9 bits/synapse when full)")
+        if not fit.ok:
+            raise FitError(fit)
+        syn_bits = sum(c.total_synapse_bits for c in cores)
+        state_bits = sum(fl.n_out for fl in fixed) * self.constants.value("state_bits_per_compartment")
+        meta = {
+            "quantization": quant,
+            "cores": [{"name": c.name, "cores": c.cores, "per_core": c.per_core} for c in cores],
+            "footprint_bytes": int((syn_bits + state_bits) // 8),
+            "synapse_bits": int(syn_bits),
+            "source_neurons": [lay.neuron for lay in ctx.layers],
+            "reference": "lava-nc 0.10 PyDenseModelBitAcc + PyLifModelBitAcc (Loihi2SimCfg select_tag='fixed_pt')",
+        }
+        return fixed_program(fixed, dt=ctx.dt, fit=fit, meta=meta)
+
+    # ------------------------------------------------------------------ run
+    def load(self, program: Program) -> None:
+        if program.kind != self.kind:
+            raise ValueError(f"program was compiled for {program.kind!r}, this runtime is {self.kind!r}")
+        layers = program_layers(program)
+        self.program = program
+        self._layers = layers
+        self._cores = map_cores([(fl.name, fl.n_in, fl.n_out) for fl in layers],
+                                [c["per_core"] for c in program.meta["cores"]] if "cores" in program.meta else None,
+                                [fl.rec_weights is not None for fl in layers])
+
+    def run(self, spikes: np.ndarray, *, record_raster: bool = False) -> RunResult:
+        if self.program is None or self._layers is None or self._cores is None:
+            raise RuntimeError("loihi: no program loaded; call load(program) first")
+        x = check_input(spikes, self.program.meta["n_in"], self.kind) != 0
+        bsz, steps, n_in = x.shape
+        delay = len(self._layers)
+        xp = np.concatenate([x, np.zeros((bsz, delay, n_in), dtype=bool)], axis=1)
+        t0 = time.perf_counter()
+        em = emulate(self._layers, xp)
+        host = time.perf_counter() - t0
+        self.runs += 1
+        out = em.rasters[-1][:, delay:]
+        c = self.constants
+        dev_steps = steps + delay
+        step_s = modelled_step_time(c, self._cores, em, dev_steps, bsz)
+        device_time = bsz * dev_steps * step_s
+        energy = modelled_energy(acs=sum(em.synaptic_ops), neuron_updates=sum(em.neuron_updates),
+                                 spikes=sum(em.spikes), device_time_s=device_time, e_syn_j=c.value("e_syn_j"),
+                                 e_neuron_j=c.value("e_neuron_j"), e_spike_j=c.value("e_spike_j"),
+                                 p_static_w=c.value("p_static_w"))
+        src = c.constants
+        sources = {
+            "mode": "emulated: actors.loihi.fixed, bit-accurate copy of Lava 0.10 PyDenseModelBitAcc/PyLifModelBitAcc",
+            "energy": (f"modelled: ACs x {src['e_syn_j'].value:g} J + neuron updates x {src['e_neuron_j'].value:g} J + "
+                       f"spikes x {src['e_spike_j'].value:g} J + {src['p_static_w'].value:g} W static "
+                       f"({src['e_syn_j'].source} [{src['e_syn_j'].confidence}])"),
+            "device_time": (f"modelled: {bsz} samples x {dev_steps} steps x {step_s:.3g} s/step (barrier sync for "
+                            f"{sum(k.cores for k in self._cores)} cores + busiest layer's per-core work at SANA-FE "
+                            f"per-event latencies [{src['t_syn_s'].confidence}])"),
+            "latency": "host_latency_s: measured wall time of the emulator on this host",
+            "synaptic_ops": "NeuroBench effective ACs: non-zero input spike x non-zero weight, all layers",
+            "timesteps": f"device steps = {steps} input steps + {delay} pipeline steps (one Dense delay per layer)",
+        }
+        if self.golden and any(fl.rec_weights is not None for fl in self._layers):
+            raise ValueError("loihi: golden=True checks feed-forward programs only; this program has a recurrent "
+                             "Dense, which toolchains/lava/run_lava.py does not build (run without golden)")
+        if self.golden:
+            res = golden_check(self.program, xp, emulation=em)
+            self.last_golden = res
+            sources["golden"] = res.summary()
+            if not res.bit_exact:
+                raise GoldenMismatch(res)
+        tel = Telemetry(
+            kind=self.kind, emulated=True, samples=int(bsz), timesteps=int(dev_steps), spikes_in=int(em.spikes_in),
+            spikes_out=int(out.sum()), spikes_per_layer={fl.name: int(s) for fl, s in zip(self._layers, em.spikes, strict=True)},
+            synaptic_ops=float(sum(em.synaptic_ops)), neuron_updates=float(sum(em.neuron_updates)),
+            host_latency_s=host, device_time_s=float(device_time), energy_j=float(energy["total"]),
+            footprint_bytes=int(self.program.meta.get("footprint_bytes", 0)),
+            energy_breakdown_j={k: float(v) for k, v in energy.items()}, sources=sources,
+        )
+        counts = out.sum(axis=1, dtype=np.int64)
+        return RunResult(counts=counts, telemetry=tel, raster=out if record_raster else None)
+
+    # ------------------------------------------------------------------ reference
+    def reference_fingerprint(self) -> list[Any]:
+        """What the reference check depends on outside the program: the Lava interpreter and whether it exists."""
+        py = lava_python()
+        return [str(py), py.exists()]
+
+    def reference_check(self, program: Program, spikes: np.ndarray) -> dict[str, Any]:
+        """Program vs Lava on ``spikes``: ``status`` bit-exact | mismatch | unavailable, with a summary."""
+        try:
+            res = golden_check(program, spikes)
+        except GoldenUnavailable as exc:
+            return {"status": "unavailable", "summary": str(exc), "samples": 0, "reason": exc.reason}
+        return {"status": "bit-exact" if res.bit_exact else "mismatch", "summary": res.summary(),
+                "samples": res.samples, "max_error": 0 if res.bit_exact else 1, "result": res.to_dict()}
+
+    # ------------------------------------------------------------------ status
+    def health(self) -> dict[str, Any]:
+        py = lava_python()
+        return {"ok": True, "kind": self.kind, "device_id": self.device_id, "emulated": True,
+                "loaded": self.program is not None, "runs": self.runs, "golden": self.golden,
+                "lava_python": str(py), "lava_python_present": py.exists()}
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "mode": "emulated", "emulated": True, "device_id": self.device_id,
+            "description": self.constants.name,
+            "limits": self.constants.limits,
+            "bit_exact_reference": "Lava 0.10 fixed_pt (PyDenseModelBitAcc, PyLifModelBitAcc); checked by actors.loihi.golden",
+            "golden_on_every_run": self.golden,
+            "energy_model": "modelled: E = ACs*e_syn + neuron_updates*e_neuron + spikes*e_spike + p_static*T_device",
+            "time_model": "modelled: per step = barrier sync(tiles) + busiest layer's per-core event latency",
+            "constants": self.constants.sources(),
+        }

@@ -1,0 +1,63 @@
+"""The flow of stages: the pipeline's stage graph, cross-device comparison, drift."""
+
+from fabric.flow.compare import (  # noqa: F401
+    format_table,
+    measure_graph,
+    parse_kinds,
+    render_png,
+    rows_from_kpis,
+)
+from fabric.flow.drift import (  # noqa: F401
+    FEATURES,
+    DriftInputError,
+    DriftPolicy,
+    drift_report,
+    event_rates,
+    histogram,
+    inter_event_intervals,
+    ks_test,
+)
+from fabric.flow.pipeline import (  # noqa: F401
+    STAGE_VERSIONS,
+    KPIRow,
+    RunSummary,
+    StageOutcome,
+    format_compression,
+    format_deployments,
+    format_golden,
+    format_kpi_table,
+    format_neurobench,
+    format_run_extras,
+    nir_from_bytes,
+    nir_to_bytes,
+    run_pipeline,
+)
+
+__all__ = [
+    "parse_kinds",
+    "measure_graph",
+    "rows_from_kpis",
+    "format_table",
+    "render_png",
+    "DriftPolicy",
+    "event_rates",
+    "inter_event_intervals",
+    "ks_test",
+    "histogram",
+    "drift_report",
+    "FEATURES",
+    "DriftInputError",
+    "run_pipeline",
+    "RunSummary",
+    "format_neurobench",
+    "StageOutcome",
+    "KPIRow",
+    "format_kpi_table",
+    "nir_to_bytes",
+    "nir_from_bytes",
+    "format_compression",
+    "format_golden",
+    "format_run_extras",
+    "format_deployments",
+    "STAGE_VERSIONS",
+]

@@ -1,0 +1,169 @@
+"""Cross-device comparison (issue 4): one model, every kind, one table and one bar plot.
+
+Pure parts, testable without Ray: :func:`measure_graph` compiles and runs a NIR graph on each kind's
+runtime in this process and turns the telemetry into rows; :func:`rows_from_kpis` turns a pipeline KPI
+report into the same rows; :func:`format_table` and :func:`render_png` present them. ``fabric compare``
+(fabric/cli/compare.py) stores the table and the plot as registry artifacts.
+
+A row is a dict: ``kind``, ``status`` (``ok`` | ``hybrid`` | ``does not fit`` | ``unsupported`` |
+``error``), ``mode`` (``measured`` for cpu, ``modelled`` for emulated kinds: their latency and energy
+come from the constants in actors/<kind>/constants.yaml, printed with sources by ``fabric devices``),
+``accuracy``, ``latency_ms`` (device time per inference), ``energy_mj`` (per inference, modelled for
+every kind), ``footprint_kb``, ``synops`` (per inference), ``reason`` (why a kind did not fit or what
+ran on the host) and ``latency_basis`` (how latency was taken).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nir
+import numpy as np
+
+__all__ = ["parse_kinds", "measure_graph", "rows_from_kpis", "format_table", "render_png"]
+
+PANELS = (("accuracy", "accuracy", ""), ("latency_ms", "latency / inference", "ms"),
+          ("energy_mj", "energy / inference", "mJ"), ("footprint_kb", "footprint", "KB"))
+
+
+def parse_kinds(text: str) -> list[str]:
+    """``all`` or a comma-separated list of known kinds (a clear error names an unknown one)."""
+    from fabric.kinds import kinds as registered
+
+    if text.strip() == "all":
+        return registered()
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    if not kinds:
+        raise ValueError("--kinds: give 'all' or a comma-separated list of kinds")
+    bad = [k for k in kinds if k not in registered()]
+    if bad:
+        raise ValueError(f"--kinds: unknown device kind(s) {bad}; valid kinds: {registered()} or 'all'")
+    return list(dict.fromkeys(kinds))
+
+
+def _row_from_run(kind: str, program: Any, result: Any, labels: np.ndarray) -> dict[str, Any]:
+    tel = result.telemetry
+    n = max(int(tel.samples), 1)
+    fb = program.meta.get("fallback")
+    row = {
+        "kind": kind, "status": "hybrid" if fb else "ok", "mode": "modelled" if tel.emulated else "measured",
+        "accuracy": float(np.mean(result.predictions == labels)), "latency_ms": tel.device_time_s / n * 1e3,
+        "energy_mj": tel.energy_j / n * 1e3, "footprint_kb": tel.footprint_bytes / 1024,
+        "synops": tel.synaptic_ops / n, "latency_basis": "device time / inference, batch mean",
+        "reason": "", "sources": {k: v for k, v in tel.sources.items() if not k.startswith("const.")},
+    }
+    if fb:
+        row["reason"] = ("hybrid: " + "; ".join(f"{k}: {v}" for k, v in fb.get("reasons", {}).items())
+                         + " -> those layers ran on cpu")
+    return row
+
+
+def measure_graph(graph: nir.NIRGraph, spikes: np.ndarray, labels: np.ndarray, kinds: list[str], *,
+                  fallback: str | None = None, options: dict[str, dict[str, Any]] | None = None,
+                  progress: bool = False) -> list[dict[str, Any]]:
+    """Compile ``graph`` for every kind and run ``spikes [N, T, n_in]`` on it, in this process.
+
+    A kind that refuses the graph gets a row with its status and the exact reason; with
+    ``fallback="hybrid"`` kinds that lack a node type (or recurrence) run the rest on cpu.
+    """
+    from tqdm.auto import tqdm
+
+    from fabric.ir.lowering import GraphStructureError, UnsupportedNodeError
+    from fabric.kinds import capabilities, make_runtime
+    from fabric.records import FitError
+
+    rows = []
+    for kind in tqdm(kinds, desc="compare", unit="kind", disable=not progress, leave=False):
+        rt = make_runtime(kind)
+        opts = dict((options or {}).get(kind, {}))
+        if fallback == "hybrid" and capabilities(kind).hybrid_fallback:
+            opts["fallback"] = "hybrid"
+        try:
+            prog = rt.compile(graph, opts)
+        except FitError as exc:
+            rows.append({"kind": kind, "status": "does not fit", "reason": str(exc)})
+            continue
+        except (UnsupportedNodeError, GraphStructureError) as exc:
+            rows.append({"kind": kind, "status": "unsupported", "reason": str(exc)})
+            continue
+        except ValueError as exc:  # a parameter the kind cannot represent, named by the runtime
+            rows.append({"kind": kind, "status": "error", "reason": str(exc)})
+            continue
+        rt.load(prog)
+        try:
+            res = rt.run(spikes)
+        except ValueError as exc:
+            rows.append({"kind": kind, "status": "error", "reason": str(exc)})
+            continue
+        rows.append(_row_from_run(kind, prog, res, labels))
+    return rows
+
+
+def rows_from_kpis(kpis: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows from a pipeline KPI report's ``kpis`` list (``fabric run`` / ``run_pipeline``)."""
+    rows = []
+    for k in kpis:
+        if k.get("status") != "ok":
+            rows.append({"kind": k["kind"], "status": k.get("status", "error"), "reason": k.get("reason", "")})
+            continue
+        rows.append({"kind": k["kind"], "status": "ok", "mode": "modelled" if k.get("emulated") else "measured",
+                     "accuracy": k.get("accuracy"), "latency_ms": k.get("latency_p50_ms"),
+                     "energy_mj": k.get("energy_mj"), "footprint_kb": k.get("footprint_kb"),
+                     "synops": k.get("synops_per_inference"), "latency_basis": "device time, batch-1 p50",
+                     "reason": "", "sources": dict(k.get("sources") or {})})
+    return rows
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Fixed-width table; rows that did not run show their status, reasons are listed below it."""
+    head = (f"{'kind':<10}{'status':<14}{'mode':<10}{'accuracy':>9}{'latency ms':>12}{'energy mJ':>12}"
+            f"{'KB':>9}{'synops/inf':>12}")
+    lines = [head, "-" * len(head)]
+    notes = []
+    for r in rows:
+        lines.append(f"{r['kind']:<10}{r['status']:<14}{r.get('mode', '-'):<10}{_fmt(r.get('accuracy'), '.3f'):>9}"
+                     f"{_fmt(r.get('latency_ms'), '.4g'):>12}{_fmt(r.get('energy_mj'), '.4g'):>12}"
+                     f"{_fmt(r.get('footprint_kb'), '.1f'):>9}{_fmt(r.get('synops'), '.0f'):>12}")
+        if r.get("reason"):
+            notes.append(f"  {r['kind']}: {r['reason']}")
+    lines.append("modelled = emulated device: latency and energy from actors/<kind>/constants.yaml constants "
+                 "(sources: fabric devices --json); measured = host wall time (energy still modelled)")
+    if notes:
+        lines += ["reasons:", *notes]
+    return "\n".join(lines)
+
+
+def render_png(rows: list[dict[str, Any]], title: str) -> bytes:
+    """Four bar panels (accuracy, latency, energy, footprint); modelled bars hatched and labelled,
+    kinds that did not run shown as 'n/a' with their status."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = [r["kind"] for r in rows]
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
+    for ax, (key, label, unit) in zip(axes, PANELS, strict=True):
+        vals = [float(r[key]) if r.get(key) is not None else 0.0 for r in rows]
+        bars = ax.bar(kinds, vals, color=["#dd8452" if r.get("status") == "hybrid" else "#4c72b0" for r in rows])
+        for b, r, v in zip(bars, rows, vals, strict=True):
+            if r.get("mode") == "modelled" and key != "accuracy":
+                b.set_hatch("//")
+            if r.get(key) is None:
+                ax.annotate("n/a\n" + r.get("status", ""), (b.get_x() + b.get_width() / 2, 0.02),
+                            xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=7, color="#a00")
+            elif key != "accuracy" and r.get("mode") == "modelled":
+                ax.annotate("modelled", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=6)
+        pos = [v for v in vals if v > 0]
+        if key in ("latency_ms", "energy_mj") and pos and max(pos) / min(pos) > 100:
+            ax.set_yscale("log")
+        ax.set_title(label + (f" [{unit}]" if unit else ""), fontsize=10)
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle(f"{title} - hatched: modelled (emulated device); orange: hybrid (part on cpu)", fontsize=10)
+    from fabric.report import fig_png
+
+    return fig_png(fig)
