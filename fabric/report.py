@@ -5,15 +5,21 @@ from __future__ import annotations
 import io
 from typing import Any
 
-__all__ = ["render_markdown", "render_kpi_png"]
+from fabric.kpis import METRICS, objective_kpis
 
-PANELS = (("accuracy", "accuracy", ""), ("latency_p50_ms", "latency p50", "ms"),
-          ("energy_mj", "energy / inference (modelled)", "mJ"), ("footprint_kb", "footprint", "KB"))
+__all__ = ["render_markdown", "render_kpi_png", "PANELS"]
+
+# (row field, title, unit) per objective KPI; a figure modelled for every kind says so in its title
+PANELS = tuple((m.row_field, m.label + (" (modelled)" if m.basis == "modelled" else ""), m.unit)
+               for m in objective_kpis())
+_WIDE = {m.row_field for m in METRICS if m.wide}  # may need a log axis
+_MD = tuple(m for m in METRICS if m.md_header is not None)  # the markdown table's KPI columns
 
 
 def render_kpi_png(kpis: list[dict[str, Any]], title: str, compression: dict[str, Any] | None = None) -> bytes:
-    """Four bar panels (accuracy, latency, energy, footprint) per device kind; emulated kinds hatched.
-    With ``compression``, a fifth panel: accuracy of each variant against its non-zero weights."""
+    """One bar panel per objective KPI (accuracy, latency, energy, footprint) per device kind; emulated
+    kinds hatched. With ``compression``, one more panel: accuracy of each variant against its non-zero
+    weights."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,7 +27,8 @@ def render_kpi_png(kpis: list[dict[str, Any]], title: str, compression: dict[str
 
     rows = [r for r in kpis if r["status"] == "ok"]
     variants = (compression or {}).get("variants") or []
-    fig, axes = plt.subplots(1, 5 if variants else 4, figsize=(17.5 if variants else 14, 3.4))
+    n = len(PANELS) + (1 if variants else 0)
+    fig, axes = plt.subplots(1, n, figsize=(3.5 * n, 3.4))
     if variants:
         ax = axes[-1]
         for v in variants:
@@ -30,7 +37,7 @@ def render_kpi_png(kpis: list[dict[str, Any]], title: str, compression: dict[str
                         textcoords="offset points")
         ax.set_xlabel("non-zero weights", fontsize=9)
         ax.set_title("compression: accuracy (float, test)", fontsize=10)
-    for ax, (key, label, unit) in zip(axes[:4], PANELS, strict=True):
+    for ax, (key, label, unit) in zip(axes[:len(PANELS)], PANELS, strict=True):
         kinds = [r["kind"] for r in rows]
         vals = [r.get(key) or 0.0 for r in rows]
         bars = ax.bar(kinds, vals, color="#4c72b0")
@@ -38,7 +45,7 @@ def render_kpi_png(kpis: list[dict[str, Any]], title: str, compression: dict[str
             if r.get("emulated"):
                 b.set_hatch("//")
         ax.set_title(label + (f" [{unit}]" if unit else ""), fontsize=10)
-        if key in ("latency_p50_ms", "energy_mj") and vals and min(v for v in vals if v > 0) > 0 and max(vals) / max(min(v for v in vals if v > 0), 1e-12) > 100:
+        if key in _WIDE and vals and min(v for v in vals if v > 0) > 0 and max(vals) / max(min(v for v in vals if v > 0), 1e-12) > 100:
             ax.set_yscale("log")
         ax.tick_params(axis="x", rotation=30)
     fig.suptitle(f"{title} — hatched: emulated device (modelled latency/energy)", fontsize=10)
@@ -61,16 +68,15 @@ def render_markdown(report: dict[str, Any], png_id: str | None = None) -> str:
     lines = [f"# KPI report — {spec['name']}", "",
              f"spec hash `{report['spec_hash'][:12]}` · dataset `{spec['dataset']['name']}` · encoder "
              f"`{spec['encoder']['name']}` (T={spec['encoder']['timesteps']}) · targets {', '.join(spec['targets'])}", "",
-             "| kind | mode | accuracy | latency p50 ms | latency p99 ms | energy mJ (modelled) | spikes/inf | KB | gates |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| kind | mode | " + "".join(f"{m.md_header} | " for m in _MD) + "gates |",
+             "|" + "---|" * (len(_MD) + 3)]
     for r in report["kpis"]:
         if r["status"] != "ok":
-            lines.append(f"| {r['kind']} | – | {r['status']}: {r['reason']} | | | | | | FAIL |")
+            lines.append(f"| {r['kind']} | – | {r['status']}: {r['reason']} |" + " |" * (len(_MD) - 1) + " FAIL |")
             continue
         gates = ", ".join(f"{g} {'✅' if ok else '❌'}" for g, ok in r["gates"].items()) or "none set"
-        lines.append(f"| {r['kind']} | {'emulated' if r['emulated'] else 'measured'} | {r['accuracy']:.3f} | "
-                     f"{r['latency_p50_ms']:.4g} | {r['latency_p99_ms']:.4g} | {r['energy_mj']:.4g} | "
-                     f"{r['spikes_per_inference']:.1f} | {r['footprint_kb']:.1f} | {gates} |")
+        lines.append(f"| {r['kind']} | {'emulated' if r['emulated'] else 'measured'} | "
+                     + "".join(f"{format(r[m.row_field], m.compact)} | " for m in _MD) + f"{gates} |")
     dep = report.get("deployments") or {}
     lines += ["", "**Deployed** (all gates pass): " + (", ".join(f"{k} (`{v[:12]}`)" for k, v in dep.items()) or "none")]
     held = [r["kind"] for r in report["kpis"] if r["kind"] not in dep]

@@ -140,7 +140,11 @@ class BudgetSpec(_Strict):
 
 
 class KPISpec(_Strict):
-    """Acceptance thresholds; each is optional and checked per target kind."""
+    """Acceptance thresholds; each is optional and checked per target kind.
+
+    One field per gated KPI in :data:`fabric.kpis.KPIS` (its ``bound``: ``min_`` for a figure where
+    higher is better, ``max_`` otherwise); tests/unit/test_kpis.py checks the two lists agree, so a
+    new KPI is its entry there plus its field here."""
 
     min_accuracy: float | None = Field(None, ge=0.0, le=1.0)
     max_latency_p50_ms: float | None = Field(None, gt=0)

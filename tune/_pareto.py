@@ -17,10 +17,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from fabric.kpis import objectives
+
 __all__ = ["OBJECTIVES", "SelectError", "pareto_front", "select", "parse_select", "feasible", "rank_key"]
 
-# objective -> direction; the order is the tie-break order of ``select``
-OBJECTIVES: dict[str, str] = {"accuracy": "max", "latency_ms": "min", "energy_mj": "min", "footprint_kb": "min"}
+# objective (a KPI's per-inference alias) -> "max" / "min", from fabric.kpis; the order is the
+# tie-break order of ``select``
+OBJECTIVES: dict[str, str] = objectives()
 
 
 def _vector(row: Mapping[str, Any], objectives: Mapping[str, str]) -> tuple[float, ...] | None:

@@ -16,7 +16,7 @@ from fabric.spec import Spec
 from fabric.store.registry import Registry
 from tune._pareto import OBJECTIVES, pareto_front
 from tune._space import effective_space, make_space_fn
-from tune._trainable import ROW_METRICS, TrialContext, tune_trial
+from tune._trainable import ROW_METRICS, TrialContext, trial_row, tune_trial
 
 __all__ = ["TuneError", "TuneResult", "run_tune", "store_pareto", "render_pareto_png", "default_storage_path", "latest_experiment"]
 
@@ -87,15 +87,13 @@ def _searcher(seed: int, num_samples: int, space_fn: Callable[[Any], None]) -> A
     return MultiObjectiveOptuna(space=space_fn, metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), sampler=sampler)
 
 
-def _prepare_data(spec: Spec, registry: Registry) -> tuple[str, Any, Any, Any, int]:
-    from fabric.data.datasets import load_builtin, split, to_parquet_bytes
+def _prepare_data(spec: Spec, registry: Registry) -> tuple[str, Any, Any, Any, list[Any]]:
+    """The pipeline's data stage, keeping the arrays the trials share: (dataset id, x, y, splits, classes)."""
+    from fabric.flow import stages
 
-    ds = load_builtin(spec.dataset.name, spec.dataset.limit)
-    sp = split(len(ds.y), spec.dataset.test_fraction, spec.dataset.val_fraction, spec.seed)
-    rec = registry.put(to_parquet_bytes(ds, sp), kind="dataset", name=spec.dataset.name, spec_hash=spec.hash,
-                       seeds={"seed": spec.seed}, extra={"samples": len(ds.y), "shape": list(ds.x.shape[1:]),
-                                                          "classes": ds.classes, "source": ds.source, "format": "parquet"})
-    return rec.id, ds.x, ds.y, sp.astype("U5"), len(ds.classes)
+    ds, sp = stages.load_dataset(spec)
+    rec = stages.put_dataset(registry, spec, ds, sp)
+    return rec.id, ds.x, ds.y, sp.astype("U5"), list(ds.classes)
 
 
 def run_tune(spec: Spec, registry: Registry, *, kinds: Sequence[str] | None = None, num_samples: int = 16,
@@ -142,9 +140,9 @@ def run_tune(spec: Spec, registry: Registry, *, kinds: Sequence[str] | None = No
         DevicePool(k)
     storage_path = os.path.abspath(storage_path or default_storage_path(registry))
     os.makedirs(storage_path, exist_ok=True)
-    data_id, x, y, splits, n_classes = _prepare_data(spec, registry)
+    data_id, x, y, splits, classes = _prepare_data(spec, registry)
     ctx = TrialContext(spec=spec.to_dict(), kinds=kinds, store_url=registry.store.url, tenant=registry.tenant,
-                       dataset_id=data_id, x=x, y=y, splits=splits, n_classes=n_classes)
+                       dataset_id=data_id, x=x, y=y, splits=splits, n_classes=len(classes), classes=classes)
     trainable = tune.with_resources(tune.with_parameters(tune_trial, ctx=ctx), {"cpu": 1})
     # per-epoch results carry the training curve only; objectives come with a trial's last result
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
@@ -211,8 +209,6 @@ def run_tune(spec: Spec, registry: Registry, *, kinds: Sequence[str] | None = No
 
 def _collect(grid: Any, kinds: list[str]) -> tuple[list[dict[str, Any]], list[str], list[tuple[float, float, str]]]:
     """(trial, kind) rows in the artifact's format, errors, and every trial's timed phases."""
-    from tune._trainable import _row
-
     rows, errors, phases = [], [], []
     for result in grid:
         m = result.metrics or {}
@@ -229,7 +225,7 @@ def _collect(grid: Any, kinds: list[str]) -> tuple[list[dict[str, Any]], list[st
             status = ("error" if result.error is not None else "stopped early" if m.get("trial_status")
                       else "not run")  # "not run": the experiment was interrupted before it finished
             fits = json.loads(m.get("fit_json") or "{}")
-            trows = [_row(k, "does not fit", fits[k]) if fits.get(k) else _row(k, status) for k in kinds]
+            trows = [trial_row(k, "does not fit", fits[k]) if fits.get(k) else trial_row(k, status) for k in kinds]
         for r in trows:
             rows.append({"trial_id": trial_id, "config": config, "kind": r["kind"],
                          "metrics": {k: r["metrics"].get(k) for k in ROW_METRICS},

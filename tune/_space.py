@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fabric.model.quantize import quantize_symmetric
 from fabric.model.snn import LifMLP, export_nir
 from fabric.records import FitError
 from fabric.spec import SearchSpaceSpec, Spec, SpecError
@@ -103,7 +104,9 @@ def candidate_spec(spec: Spec, config: dict[str, Any]) -> Spec:
 
 
 def compress(model: LifMLP, weight_bits: int | None = None, sparsity: float | None = None) -> LifMLP:
-    """Prune the smallest ``sparsity`` fraction of each layer's weights, then quantize symmetrically.
+    """Prune the smallest ``sparsity`` fraction of each layer's weights, then quantize symmetrically
+    with the fabric's one quantizer (:func:`fabric.model.quantize.quantize_symmetric`, the grid QAT
+    uses too; pruned zeros stay zero at every precision, 1 bit included).
 
     Done in place on the float model before NIR export, so every kind sees the compressed weights
     and the measured accuracy includes the compression loss.
@@ -117,15 +120,7 @@ def compress(model: LifMLP, weight_bits: int | None = None, sparsity: float | No
                     thr = w.abs().flatten().kthvalue(k).values
                     w[w.abs() <= thr] = 0.0
             if weight_bits:
-                nz = w[w != 0]
-                if nz.numel() == 0:
-                    continue
-                if int(weight_bits) == 1:
-                    w.copy_(torch.sign(w) * nz.abs().mean())
-                else:
-                    qmax = 2 ** (int(weight_bits) - 1) - 1
-                    scale = w.abs().max() / qmax
-                    w.copy_(torch.round(w / scale) * scale)
+                w.copy_(quantize_symmetric(w, weight_bits, field="weight_bits"))
     return model
 
 

@@ -1,9 +1,11 @@
-"""Shared skeleton of the emulated device runtimes (akida, spinnaker, fpga, dynapse).
+"""Shared skeleton of the emulated device runtimes (loihi, akida, spinnaker, fpga, dynapse).
 
 Why: every emulated kind needs the same outer behaviour — option checking, the ``fallback="hybrid"``
 partition onto the ``cpu`` kind (000 paper §III.6), telemetry assembly with modelled figures labelled
 and their constants' sources attached, ``health``/``info``. A kind only writes its device model:
-``_compile_device`` (lower, quantize, fit-check), ``_load_device`` and ``_run_device``.
+``_compile_device`` (lower, quantize, fit-check), ``_load_device`` and ``_run_device``; optional
+hooks ``_health_extra``/``_info_extra`` add kind-specific fields, and a :class:`DeviceRun` may carry its
+own ``sources``, device ``timesteps`` and ``untimed_s`` (host time that is not the emulator's).
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class DeviceRun:
     energy: dict[str, float]  # actors.base.energy.modelled_energy terms (static and dynamic apart)
     spikes_out: int
     sources: dict[str, str] = field(default_factory=dict)
+    # device steps when the model runs more than the input's (e.g. pipeline-flush padding); None: T
+    timesteps: int | None = None
+    # host seconds inside _run_device spent on something other than the emulator (e.g. a reference
+    # check), left out of host_latency_s so that figure stays the emulator's own wall time
+    untimed_s: float = 0.0
 
 
 def raise_if_unfit(fit: FitReport) -> None:
@@ -183,7 +190,7 @@ class EmulatedRuntime(ABC):
         else:
             x_dev = x
         dev = self._run_device(x_dev)
-        host = time.perf_counter() - t0
+        host = time.perf_counter() - t0 - dev.untimed_s
         self.runs += 1
         c = self.constants
         sources = {
@@ -196,13 +203,14 @@ class EmulatedRuntime(ABC):
             **{f"const.{k}": v for k, v in c.sources().items()},
         }
         tel = Telemetry(
-            kind=self.kind, emulated=True, samples=int(x.shape[0]), timesteps=int(x.shape[1]),
+            kind=self.kind, emulated=True, samples=int(x.shape[0]),
+            timesteps=int(x.shape[1] if dev.timesteps is None else dev.timesteps),
             spikes_in=int(np.count_nonzero(x_dev)), spikes_out=int(dev.spikes_out),
             spikes_per_layer={k: int(v["spikes"]) for k, v in dev.layer_stats.items()},
             synaptic_ops=float(sum(v["synaptic_ops"] for v in dev.layer_stats.values())),
             neuron_updates=float(sum(v["neuron_updates"] for v in dev.layer_stats.values())),
             host_latency_s=host, device_time_s=float(dev.device_time_s), energy_j=float(dev.energy["total"]),
-            footprint_bytes=int(self.program.meta["footprint_bytes"]),
+            footprint_bytes=int(self.program.meta.get("footprint_bytes", 0)),
             energy_breakdown_j={k: float(v) for k, v in dev.energy.items()}, sources=sources,
         )
         counts, raster = dev.counts, dev.raster
@@ -214,17 +222,26 @@ class EmulatedRuntime(ABC):
             counts, raster = res.counts, res.raster
             tel = _merge_fallback(tel, res.telemetry, "tail")
         if pre is not None or self._fallback is not None:
-            tel.host_latency_s = time.perf_counter() - t0
+            tel.host_latency_s = time.perf_counter() - t0 - dev.untimed_s
         return RunResult(counts=counts, telemetry=tel, raster=raster if record_raster else None)
+
+    def _health_extra(self) -> dict[str, Any]:
+        """Kind-specific health fields (e.g. whether a reference toolchain is present); merged last."""
+        return {}
+
+    def _info_extra(self) -> dict[str, Any]:
+        """Kind-specific info fields (e.g. the time model, a bit-exact reference); merged last."""
+        return {}
 
     def health(self) -> dict[str, Any]:
         return {"ok": True, "kind": self.kind, "emulated": True, "device_id": self.device_id,
                 "loaded": self.program is not None, "runs": self.runs,
-                "fallback": None if self.program is None else self.program.meta.get("fallback", {}).get("kind")}
+                "fallback": None if self.program is None else self.program.meta.get("fallback", {}).get("kind"),
+                **self._health_extra()}
 
     def info(self) -> dict[str, Any]:
         c = self.constants
-        return {
+        info = {
             "kind": self.kind, "mode": "emulated", "emulated": True, "device_id": self.device_id,
             "description": c.name, "emulation": self.emulation, "limits": c.limits,
             "energy_model": "modelled: E = synaptic events x E_syn + neuron updates x E_neuron + spikes x "
@@ -234,6 +251,7 @@ class EmulatedRuntime(ABC):
             "options": {"fallback": "None|'hybrid': run the graph from the first unsupported node on on "
                                     "kind 'cpu' (000 §III.6)", **self.options_doc},
         }
+        return {**info, **self._info_extra()}
 
 
 def _merge_fallback(dev: Telemetry, cpu: Telemetry, part: str = "tail") -> Telemetry:

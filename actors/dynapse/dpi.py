@@ -19,7 +19,8 @@ Equations from shared/seeds/003_f70ed77747b91e9f.txt §2 (ARCANA; Chicca et al. 
   for ``t_ref``.
 * mismatch (§3): every current of every neuron (and of each neuron's synapse circuits) is multiplied
   by an independent log-normal factor of mean 1 and coefficient of variation ``cv`` (~0.2 on silicon,
-  Zendrikov et al. 2023), drawn from a seeded generator: the same seed gives the same chip.
+  Zendrikov et al. 2023), drawn from a seeded generator: the same seed gives the same chip. The law
+  is the core's (:mod:`fabric.model.mismatch`), shared with mismatch-aware training.
 
 Integration is forward Euler on a substep grid (``dt / substeps``). Calibration from an abstract LIF
 (``v <- beta v + g I``, threshold ``thr``) uses the linear regime of (2a) (``I_mem >> I_g``): a current
@@ -32,6 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from fabric.model.mismatch import lognormal_factors
 
 __all__ = [
     "SYNAPSE_TYPES",
@@ -157,11 +160,13 @@ def calibrate_layer(
 
 
 def _mismatch(value: np.ndarray | float, n: int, cv: float, rng: np.random.Generator) -> np.ndarray:
+    """``n`` per-neuron copies of ``value``, each times a factor of the fabric's one mismatch law
+    (:func:`fabric.model.mismatch.lognormal_factors`, mismatch-aware training draws from it too); ``cv <= 0``
+    draws nothing, so the generator's stream (the chip instance) depends only on the mismatched currents."""
     base = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy()
     if cv <= 0:
         return base
-    sigma = np.sqrt(np.log1p(cv**2))
-    return base * rng.lognormal(-sigma**2 / 2, sigma, size=n)
+    return base * lognormal_factors(n, cv, rng)
 
 
 def apply_mismatch(b: CoreBiases, n: int, cv: float, rng: np.random.Generator) -> CoreBiases:

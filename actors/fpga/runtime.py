@@ -44,6 +44,7 @@ import numpy as np
 from actors.base.common import check_input
 from actors.base.emulated import DeviceRun, EmulatedRuntime, raise_if_unfit
 from actors.base.energy import modelled_energy
+from actors.fpga.datapath import ALPHA_FRAC_BITS, V_MAX, W_MAX, WEIGHT_BITS, device_inputs, ticks
 from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
@@ -60,8 +61,6 @@ __all__ = ["FpgaRuntime", "estimate_resources"]
 
 HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS,
                           {nir.LIF: NEURON_HANDLERS[nir.LIF], nir.IF: NEURON_HANDLERS[nir.IF]}, LI_HANDLERS)
-W_MAX = 127
-S16_MIN, S16_MAX = -(2**15), 2**15 - 1
 THR_TARGET = 4096  # integer threshold the largest float threshold maps to (3 bits of headroom in 16)
 
 
@@ -96,7 +95,8 @@ def _q8(w: np.ndarray, scale: float, shift: int) -> np.ndarray:
 class FpgaRuntime(EmulatedRuntime):
     kind: ClassVar[str] = "fpga"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        weight_bits=8, weight_bits_source="actors/fpga/constants.yaml weight_bits 8 (ReckOn-style 8-bit signed weights)",
+        weight_bits=WEIGHT_BITS,
+        weight_bits_source=f"actors/fpga/constants.yaml weight_bits {WEIGHT_BITS} (ReckOn-style {WEIGHT_BITS}-bit signed weights)",
         time_mode="realtime")
     handlers: ClassVar[dict[type, Handler]] = HANDLERS
     options_doc: ClassVar[dict[str, str]] = {
@@ -136,7 +136,7 @@ class FpgaRuntime(EmulatedRuntime):
             w_in_q = np.eye(n_in, dtype=np.int64) * W_MAX
             sh_in, w_rec_q, sh_rec = 0, None, 0
             thr_h = np.zeros(n_in, np.int64)
-            alpha = np.full(n_in, 2**15, np.int64)
+            alpha = np.full(n_in, 2**ALPHA_FRAC_BITS, np.int64)
             need_in_bias = need_out_bias
             b_in_q = np.zeros(n_in, np.int64)
             fit.notes.append("one-layer graph mapped through a relay hidden layer (hidden i fires when input i does)")
@@ -160,12 +160,12 @@ class FpgaRuntime(EmulatedRuntime):
             w_in_q, b_in_q = _q8(w_in, s_h, sh_in), _q8(b_in, s_h, sh_in)
             sh_rec = 0 if w_rec is None else _shift_for(float(np.max(np.abs(w_rec))), s_h, lim["max_weight_shift"])
             w_rec_q = None if w_rec is None else _q8(w_rec, s_h, sh_rec)
-            thr_h = np.clip(np.rint(thr * s_h), 0, S16_MAX).astype(np.int64)
+            thr_h = np.clip(np.rint(thr * s_h), 0, V_MAX).astype(np.int64)
             alpha_f = ch["beta"]
             n_bad = int(np.count_nonzero((alpha_f < lim["alpha_min"]) | (alpha_f >= lim["alpha_max"])))
             fit.add(f"hidden alpha outside [{lim['alpha_min']}, {lim['alpha_max']}) (u1.15, 4 MSBs 1.000|0.111)",
                     n_bad, 0, "neurons")
-            alpha = np.rint(alpha_f * 2**15).astype(np.int64)
+            alpha = np.rint(alpha_f * 2**ALPHA_FRAC_BITS).astype(np.int64)
             pairs = np.arange(0, n_real - 1, 2)
             mism = int(np.count_nonzero((alpha[pairs] != alpha[pairs + 1]) | (thr_h[pairs] != thr_h[pairs + 1])))
             fit.add("neuron pairs with different alpha/threshold (shared per pair)", mism, 0, "pairs")
@@ -178,7 +178,7 @@ class FpgaRuntime(EmulatedRuntime):
         if need_in_bias:
             w_in_full[:n_real, n_in] = b_in_q
         thr_full = np.concatenate([thr_h, np.zeros(extra, np.int64)])
-        alpha_full = np.concatenate([alpha, np.full(extra, 2**15, np.int64)])
+        alpha_full = np.concatenate([alpha, np.full(extra, 2**ALPHA_FRAC_BITS, np.int64)])
         if need_out_bias:
             w_in_full[n_hid - 1, n_in] = 1  # fires every tick (threshold 0)
             if extra == 2:  # the pad neuron shares its partner's parameters and is silent (no weights)
@@ -207,7 +207,7 @@ class FpgaRuntime(EmulatedRuntime):
         if need_out_bias:
             w_out_full[:, n_hid - 1] = _q8(b_out, s_o, sh_out)
         thr_o = (np.zeros(out.n_out, np.int64) if is_li
-                 else np.clip(np.rint(out.params["v_threshold"] * s_o), 0, S16_MAX).astype(np.int64))
+                 else np.clip(np.rint(out.params["v_threshold"] * s_o), 0, V_MAX).astype(np.int64))
         # limits and resources
         fit.add("input channels (virtual input neurons)", n_in_used, lim["max_inputs"], "inputs")
         fit.add("recurrent LIF neurons", n_hid, lim["max_recurrent"], "neurons")
@@ -309,14 +309,8 @@ class FpgaRuntime(EmulatedRuntime):
         assert self.program is not None
         a, meta, c, lim = self.program.arrays, self.program.meta, self.constants, self.constants.limits
         bsz, steps, _ = x.shape
-        xin = np.rint(x).astype(np.int64)
-        if meta["bias_input"]:
-            xin = np.concatenate([xin, np.ones((bsz, steps, 1), np.int64)], axis=2)
-        sh_in, sh_rec, sh_out = (int(s) for s in a["shifts"])
-        kfrac = int(lim["kappa_frac_bits"])
+        xin = device_inputs(x, bool(meta["bias_input"]))
         n_hid, n_out = meta["n_hid"], len(a["kappa"])  # meta n_out is the fallback tail's in hybrid mode
-        v_h, v_o = np.zeros((bsz, n_hid), np.int64), np.zeros((bsz, n_out), np.int64)
-        s_prev = np.zeros((bsz, n_hid), np.int64)
         raster = np.zeros((bsz, steps, n_out), np.float32)
         vsum = np.zeros((bsz, n_out))
         hname, oname = meta["layers"]
@@ -324,30 +318,23 @@ class FpgaRuntime(EmulatedRuntime):
                  oname: {"spikes": 0.0, "synaptic_ops": 0.0, "neuron_updates": 0.0}}
         words = math.ceil(n_hid / 16)
         cycles = np.zeros(steps)
-        for t in range(steps):
-            xt = xin[:, t]
-            cur = (xt @ self._w["w_in"].T) << sh_in
+        core = ticks(xin, w_in=self._w["w_in"], w_rec=self._w.get("w_rec"), w_out=self._w["w_out"], thr_h=a["thr_h"],
+                     alpha=a["alpha"], kappa=a["kappa"], shifts=tuple(int(s) for s in a["shifts"]),
+                     kappa_frac=int(lim["kappa_frac_bits"]), thr_o=a["thr_o"] if meta["output"] == "lif" else None)
+        for t, tick in enumerate(core):
+            xt, s_h = tick.x, tick.s_h
             stats[hname]["synaptic_ops"] += float(((xt != 0) @ self._nz["w_in"].T).sum())
             if "w_rec" in self._w:
-                cur = cur + ((s_prev @ self._w["w_rec"].T) << sh_rec)
-                stats[hname]["synaptic_ops"] += float(((s_prev != 0) @ self._nz["w_rec"].T).sum())
-            v_h = np.clip(((a["alpha"] * v_h) >> 15) + cur, S16_MIN, S16_MAX)
-            s_h = (v_h > a["thr_h"]).astype(np.int64)
-            v_h = np.where(s_h > 0, 0, v_h)
-            ocur = (s_h @ self._w["w_out"].T) << sh_out
+                stats[hname]["synaptic_ops"] += float(((tick.s_prev != 0) @ self._nz["w_rec"].T).sum())
             stats[oname]["synaptic_ops"] += float(((s_h != 0) @ self._nz["w_out"].T).sum())
-            v_o = np.clip(((a["kappa"] * v_o) >> kfrac) + ocur, S16_MIN, S16_MAX)
-            if meta["output"] == "lif":
-                s_o = v_o > a["thr_o"]
-                v_o = np.where(s_o, 0, v_o)
-                raster[:, t] = s_o
-                stats[oname]["spikes"] += float(s_o.sum())
-            vsum += v_o
+            if tick.s_o is not None:
+                raster[:, t] = tick.s_o
+                stats[oname]["spikes"] += float(tick.s_o.sum())
+            vsum += tick.v_o
             stats[hname]["spikes"] += float(s_h.sum())
             stats[hname]["neuron_updates"] += float(bsz * n_hid)
             stats[oname]["neuron_updates"] += float(bsz * n_out)
             cycles[t] = (np.count_nonzero(xt) * words + s_h.sum() * (words + 1)) / bsz + math.ceil(n_hid / 2) + n_out
-            s_prev = s_h
         tick_time = np.maximum(c.value("tick_s"), cycles / c.value("clock_hz"))
         overruns = int(np.count_nonzero(cycles / c.value("clock_hz") > c.value("tick_s")))
         device_time = float(bsz * tick_time.sum())

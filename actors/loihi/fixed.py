@@ -42,16 +42,19 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from fabric.ir.lowering import Layer
 from fabric.records import FitReport, Program
 
 __all__ = [
     "LIMITS",
+    "CONSTANTS_FILE",
     "FixedLayer",
     "QuantReport",
     "Check",
@@ -75,6 +78,39 @@ __all__ = [
 
 PROGRAM_FORMAT = "loihi-fixed/1"
 
+
+def _limits_from_constants(path: Path) -> tuple[dict[str, int], int]:
+    """``LIMITS`` and the u/v register width from ``constants.yaml`` (its ``limits`` section, which
+    carries the public sources): one source of truth for the fit checks and the emulator's maths."""
+    lim = {k: v["value"] for k, v in (yaml.safe_load(path.read_text())["limits"] or {}).items()}
+    wexp_min, wexp_max = (int(e) for e in yaml.safe_load(str(lim["weight_exp_range"])))
+    du_dv_max = (1 << int(lim["du_dv_bits"])) - 1
+    bias_bits = int(lim["bias_mantissa_bits"])
+    limits = {
+        "cores_per_chip": int(lim["cores_per_chip"]),
+        "compartments_per_core": int(lim["compartments_per_core"]),
+        "input_axons_per_core": int(lim["input_axons_per_core"]),
+        "output_axons_per_core": int(lim["output_axons_per_core"]),
+        "synapse_bits_per_core": int(lim["synapse_memory_per_core_kb"]) * 1024 * 8,
+        "weight_bits": int(lim["weight_bits"]),
+        "du_max": du_dv_max,
+        "dv_max": du_dv_max,
+        "vth_max": (1 << int(lim["vth_mantissa_bits"])) - 1,
+        "bias_mant_max": (1 << (bias_bits - 1)) - 1,
+        "bias_mant_min": -(1 << (bias_bits - 1)),
+        "bias_exp_max": (1 << int(lim["bias_exponent_bits"])) - 1,
+        "weight_exp_min": wexp_min,
+        "weight_exp_max": wexp_max,
+    }
+    return limits, int(lim["u_v_bits"])
+
+
+CONSTANTS_FILE = Path(__file__).with_name("constants.yaml")
+
+# Loihi 1 limits (shared/devices.md: nengo-loihi validate.py / block.py, Lava docstrings), read once
+# from this kind's constants file, where each one is listed with its source.
+LIMITS, UV_BITS = _limits_from_constants(CONSTANTS_FILE)
+
 # Register widths and shifts, as named in lava/proc/lif/models.py (AbstractPyLifModelFixed).
 DECAY_SHIFT = 12
 DECAY_UNITY = 1 << DECAY_SHIFT
@@ -82,28 +118,8 @@ DS_OFFSET = 1  # added to du: decay_const_u = du + 1
 DM_OFFSET = 0  # added to dv
 VTH_SHIFT = 6
 ACT_SHIFT = 6
-UV_BITS = 24
 MAX_UV = 1 << (UV_BITS - 1)
 V_LIMIT = MAX_UV - 1
-
-# Loihi 1 limits (shared/devices.md: nengo-loihi validate.py / block.py, Lava docstrings). The
-# device yaml repeats these with sources; they are constants here because the maths depends on them.
-LIMITS: dict[str, int] = {
-    "cores_per_chip": 128,
-    "compartments_per_core": 1024,
-    "input_axons_per_core": 4096,
-    "output_axons_per_core": 4096,
-    "synapse_bits_per_core": 128 * 1024 * 8,
-    "weight_bits": 8,
-    "du_max": 4095,
-    "dv_max": 4095,
-    "vth_max": (1 << 17) - 1,
-    "bias_mant_max": 4095,
-    "bias_mant_min": -4096,
-    "bias_exp_max": 7,
-    "weight_exp_min": -8,
-    "weight_exp_max": 7,
-}
 
 # Lava SignMode values (lava/utils/weightutils.py).
 SIGN_MIXED, SIGN_EXCITATORY, SIGN_INHIBITORY = 1, 2, 3

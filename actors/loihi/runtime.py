@@ -10,6 +10,11 @@ Recurrent LIF layers (a self-loop, :mod:`fabric.ir.recurrent`) map onto a second
 spikes back to its input, with its own ``weight_exp``; it counts against the layer's input axons and
 synapse memory. That path is emulated bit-level by ``actors.loihi.fixed`` but not checked against Lava
 (the golden runner builds feed-forward chains only), so ``golden=True`` refuses recurrent programs.
+
+The outer behaviour (option checking, ``fallback="hybrid"`` onto kind ``cpu``, telemetry assembly,
+health/info) is :class:`actors.base.emulated.EmulatedRuntime`'s; this module writes the device model.
+A hybrid program's golden check covers its device part only (:func:`device_part`): the cpu segments
+have no Lava reference, and the check's summary says so.
 """
 
 from __future__ import annotations
@@ -17,13 +22,13 @@ from __future__ import annotations
 import os
 import platform
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import nir
 import numpy as np
 
-from actors.base.common import check_input
-from actors.base.energy import DeviceConstants, load_constants, modelled_energy
+from actors.base.emulated import DeviceRun, EmulatedRuntime
+from actors.base.energy import DeviceConstants, modelled_energy
 from actors.loihi.fixed import (
     LIMITS,
     CoreMap,
@@ -46,13 +51,14 @@ from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
     SYNAPSE_HANDLERS,
+    Handler,
     merge_handlers,
 )
 from fabric.ir.recurrent import lower_recurrent
 from fabric.kinds import Capabilities
-from fabric.records import FitError, FitReport, Program, RunResult, Telemetry
+from fabric.records import FitError, FitReport, Program
 
-__all__ = ["LoihiRuntime", "HANDLERS", "modelled_step_time"]
+__all__ = ["LoihiRuntime", "HANDLERS", "modelled_step_time", "device_part"]
 
 # Affine/Linear + LIF/CubaLIF/IF over the structural defaults (Input, Output, Flatten).
 HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS, NEURON_HANDLERS)
@@ -85,33 +91,37 @@ def modelled_step_time(constants: DeviceConstants, cores: list[CoreMap], em: Emu
     return _sync_time(constants, sum(c.cores for c in cores)) + busiest
 
 
-class LoihiRuntime:
+class LoihiRuntime(EmulatedRuntime):
     """Emulated Loihi: compile to Lava fixed point, run bit-accurately, model energy and time."""
 
-    kind = "loihi"
-    capabilities = Capabilities(
-        embedded_boards=2, hybrid_fallback=False, weight_bits=8,
+    kind: ClassVar[str] = "loihi"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        embedded_boards=2, hybrid_fallback=True, weight_bits=8,
         weight_bits_source="actors/loihi/constants.yaml weight_bits (Lava PyDenseModelBitAcc clip_weights num_bits=8)",
         reference="lava-nc 0.10 fixed_pt (bit-exact)", time_mode="as-fast-as-possible")
+    handlers: ClassVar[dict[type, Handler]] = HANDLERS
+    options_doc: ClassVar[dict[str, str]] = {
+        "weight_bits": f"weight mantissa bits, 2..{LIMITS['weight_bits']} (default {LIMITS['weight_bits']})",
+        "neurons_per_core": "int or per-layer list (default: automatic split that fits the per-core limits)",
+        "vth_target": "largest vth mantissa the weight-exponent search aims for (default 2^13)",
+    }
+    emulation: ClassVar[str] = (
+        "actors.loihi.fixed, a bit-accurate copy of Lava 0.10 PyDenseModelBitAcc/PyLifModelBitAcc (one Dense "
+        "delay per layer); device time from SANA-FE per-event latencies"
+    )
 
     def __init__(self, device_id: str | None = None, golden: bool = False) -> None:
-        self.device_id = device_id or f"loihi-emu:{platform.node()}:{os.getpid()}"
+        super().__init__(device_id or f"loihi-emu:{platform.node()}:{os.getpid()}")
         self.golden = bool(golden)
-        self.constants = load_constants("loihi")
-        self.program: Program | None = None
         self._layers: list[FixedLayer] | None = None
         self._cores: list[CoreMap] | None = None
         self.last_golden: GoldenResult | None = None
-        self.runs = 0
 
     # ------------------------------------------------------------------ compile
-    def compile(self, graph: nir.NIRGraph, options: dict[str, Any] | None = None) -> Program:
+    def _compile_device(self, graph: nir.NIRGraph, options: dict[str, Any]) -> Program:
         """NIR -> Lava fixed-point program. Options: ``weight_bits`` (2..8, default 8),
         ``neurons_per_core`` (int or per-layer list; default: automatic split), ``vth_target``."""
-        opts = dict(options or {})
-        unknown = set(opts) - {"weight_bits", "neurons_per_core", "vth_target"}
-        if unknown:
-            raise ValueError(f"loihi: unknown compile options {sorted(unknown)}")
+        opts = {k: v for k, v in options.items() if not k.startswith("_")}  # "_hybrid_head": nothing to do
         ctx = lower_recurrent(graph, self.kind, HANDLERS)
         fit = FitReport(kind=self.kind, notes=list(ctx.notes))
         n_bits = int(opts.get("weight_bits", LIMITS["weight_bits"]))
@@ -161,27 +171,25 @@ class LoihiRuntime:
         return fixed_program(fixed, dt=ctx.dt, fit=fit, meta=meta)
 
     # ------------------------------------------------------------------ run
-    def load(self, program: Program) -> None:
-        if program.kind != self.kind:
-            raise ValueError(f"program was compiled for {program.kind!r}, this runtime is {self.kind!r}")
+    def _load_device(self, program: Program) -> None:
         layers = program_layers(program)
-        self.program = program
         self._layers = layers
         self._cores = map_cores([(fl.name, fl.n_in, fl.n_out) for fl in layers],
                                 [c["per_core"] for c in program.meta["cores"]] if "cores" in program.meta else None,
                                 [fl.rec_weights is not None for fl in layers])
 
-    def run(self, spikes: np.ndarray, *, record_raster: bool = False) -> RunResult:
-        if self.program is None or self._layers is None or self._cores is None:
-            raise RuntimeError("loihi: no program loaded; call load(program) first")
-        x = check_input(spikes, self.program.meta["n_in"], self.kind) != 0
-        bsz, steps, n_in = x.shape
+    def _run_device(self, x: np.ndarray) -> DeviceRun:
+        """Run ``T + L`` device steps (L zero steps flush the one-step Dense delays); the output is
+        steps ``L .. T+L-1``, aligned with the input. ``golden=True`` checks the run against Lava."""
+        assert self.program is not None and self._layers is not None and self._cores is not None
+        if self.golden and any(fl.rec_weights is not None for fl in self._layers):
+            raise ValueError("loihi: golden=True checks feed-forward programs only; this program has a recurrent "
+                             "Dense, which toolchains/lava/run_lava.py does not build (run without golden)")
+        xb = x != 0
+        bsz, steps, n_in = xb.shape
         delay = len(self._layers)
-        xp = np.concatenate([x, np.zeros((bsz, delay, n_in), dtype=bool)], axis=1)
-        t0 = time.perf_counter()
+        xp = np.concatenate([xb, np.zeros((bsz, delay, n_in), dtype=bool)], axis=1)
         em = emulate(self._layers, xp)
-        host = time.perf_counter() - t0
-        self.runs += 1
         out = em.rasters[-1][:, delay:]
         c = self.constants
         dev_steps = steps + delay
@@ -192,37 +200,38 @@ class LoihiRuntime:
                                  e_neuron_j=c.value("e_neuron_j"), e_spike_j=c.value("e_spike_j"),
                                  p_static_w=c.value("p_static_w"))
         src = c.constants
-        sources = {
+        sources = {  # "energy" and "device_time" get the base's "modelled: " label
             "mode": "emulated: actors.loihi.fixed, bit-accurate copy of Lava 0.10 PyDenseModelBitAcc/PyLifModelBitAcc",
-            "energy": (f"modelled: ACs x {src['e_syn_j'].value:g} J + neuron updates x {src['e_neuron_j'].value:g} J + "
+            "energy": (f"ACs x {src['e_syn_j'].value:g} J + neuron updates x {src['e_neuron_j'].value:g} J + "
                        f"spikes x {src['e_spike_j'].value:g} J + {src['p_static_w'].value:g} W static "
                        f"({src['e_syn_j'].source} [{src['e_syn_j'].confidence}])"),
-            "device_time": (f"modelled: {bsz} samples x {dev_steps} steps x {step_s:.3g} s/step (barrier sync for "
+            "device_time": (f"{bsz} samples x {dev_steps} steps x {step_s:.3g} s/step (barrier sync for "
                             f"{sum(k.cores for k in self._cores)} cores + busiest layer's per-core work at SANA-FE "
                             f"per-event latencies [{src['t_syn_s'].confidence}])"),
             "latency": "host_latency_s: measured wall time of the emulator on this host",
             "synaptic_ops": "NeuroBench effective ACs: non-zero input spike x non-zero weight, all layers",
             "timesteps": f"device steps = {steps} input steps + {delay} pipeline steps (one Dense delay per layer)",
         }
-        if self.golden and any(fl.rec_weights is not None for fl in self._layers):
-            raise ValueError("loihi: golden=True checks feed-forward programs only; this program has a recurrent "
-                             "Dense, which toolchains/lava/run_lava.py does not build (run without golden)")
+        untimed = 0.0
         if self.golden:
-            res = golden_check(self.program, xp, emulation=em)
+            t0 = time.perf_counter()
+            res = golden_check(device_part(self.program), xp, emulation=em)
+            untimed = time.perf_counter() - t0
             self.last_golden = res
-            sources["golden"] = res.summary()
+            sources["golden"] = res.summary() + _hybrid_note(self.program)
             if not res.bit_exact:
                 raise GoldenMismatch(res)
-        tel = Telemetry(
-            kind=self.kind, emulated=True, samples=int(bsz), timesteps=int(dev_steps), spikes_in=int(em.spikes_in),
-            spikes_out=int(out.sum()), spikes_per_layer={fl.name: int(s) for fl, s in zip(self._layers, em.spikes, strict=True)},
-            synaptic_ops=float(sum(em.synaptic_ops)), neuron_updates=float(sum(em.neuron_updates)),
-            host_latency_s=host, device_time_s=float(device_time), energy_j=float(energy["total"]),
-            footprint_bytes=int(self.program.meta.get("footprint_bytes", 0)),
-            energy_breakdown_j={k: float(v) for k, v in energy.items()}, sources=sources,
+        stats: dict[str, dict[str, float]] = {}
+        for k, fl in enumerate(self._layers):  # summed, should two layers share a name
+            st = stats.setdefault(fl.name, {"spikes": 0.0, "synaptic_ops": 0.0, "neuron_updates": 0.0})
+            st["spikes"] += em.spikes[k]
+            st["synaptic_ops"] += em.synaptic_ops[k]
+            st["neuron_updates"] += em.neuron_updates[k]
+        return DeviceRun(
+            counts=out.sum(axis=1, dtype=np.int64), host_raster=out, raster=out, layer_stats=stats,
+            device_time_s=float(device_time), energy=energy, spikes_out=int(out.sum()), sources=sources,
+            timesteps=dev_steps, untimed_s=untimed,
         )
-        counts = out.sum(axis=1, dtype=np.int64)
-        return RunResult(counts=counts, telemetry=tel, raster=out if record_raster else None)
 
     # ------------------------------------------------------------------ reference
     def reference_fingerprint(self) -> list[Any]:
@@ -231,29 +240,60 @@ class LoihiRuntime:
         return [str(py), py.exists()]
 
     def reference_check(self, program: Program, spikes: np.ndarray) -> dict[str, Any]:
-        """Program vs Lava on ``spikes``: ``status`` bit-exact | mismatch | unavailable, with a summary."""
+        """Program vs Lava on ``spikes``: ``status`` bit-exact | mismatch | unavailable, with a summary.
+
+        A hybrid program is checked on its device part only (Lava has nothing to say about the cpu
+        segments); a cpu prefix is run first to give the device part the input it would get.
+        """
+        note = _hybrid_note(program)
+        x = np.asarray(spikes)
+        prefix = program.arrays.get("fallback.cpu_prefix_program")
+        if prefix is not None:
+            from actors.cpu.runtime import CpuRuntime
+
+            cpu = CpuRuntime(device_id=f"{self.device_id}/reference-prefix")
+            cpu.load(Program.from_bytes(prefix.tobytes()))
+            x = cpu.run(x, record_raster=True).raster
         try:
-            res = golden_check(program, spikes)
+            res = golden_check(device_part(program), x)
         except GoldenUnavailable as exc:
-            return {"status": "unavailable", "summary": str(exc), "samples": 0, "reason": exc.reason}
-        return {"status": "bit-exact" if res.bit_exact else "mismatch", "summary": res.summary(),
+            return {"status": "unavailable", "summary": str(exc) + note, "samples": 0, "reason": exc.reason}
+        return {"status": "bit-exact" if res.bit_exact else "mismatch", "summary": res.summary() + note,
                 "samples": res.samples, "max_error": 0 if res.bit_exact else 1, "result": res.to_dict()}
 
     # ------------------------------------------------------------------ status
-    def health(self) -> dict[str, Any]:
+    def _health_extra(self) -> dict[str, Any]:
         py = lava_python()
-        return {"ok": True, "kind": self.kind, "device_id": self.device_id, "emulated": True,
-                "loaded": self.program is not None, "runs": self.runs, "golden": self.golden,
-                "lava_python": str(py), "lava_python_present": py.exists()}
+        return {"golden": self.golden, "lava_python": str(py), "lava_python_present": py.exists()}
 
-    def info(self) -> dict[str, Any]:
+    def _info_extra(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "mode": "emulated", "emulated": True, "device_id": self.device_id,
-            "description": self.constants.name,
-            "limits": self.constants.limits,
             "bit_exact_reference": "Lava 0.10 fixed_pt (PyDenseModelBitAcc, PyLifModelBitAcc); checked by actors.loihi.golden",
             "golden_on_every_run": self.golden,
             "energy_model": "modelled: E = ACs*e_syn + neuron_updates*e_neuron + spikes*e_spike + p_static*T_device",
             "time_model": "modelled: per step = barrier sync(tiles) + busiest layer's per-core event latency",
-            "constants": self.constants.sources(),
         }
+
+
+def device_part(program: Program) -> Program:
+    """The part of a (possibly hybrid) loihi program that runs on the device, as a plain loihi
+    program: what Lava can check. A program without a fallback is returned as it is."""
+    fb = program.meta.get("fallback")
+    if fb is None:
+        return program
+    meta = {k: v for k, v in program.meta.items() if k != "fallback"}
+    meta["n_in"], meta["n_out"] = int(fb["device_n_in"]), int(fb["device_n_out"])
+    arrays = {k: v for k, v in program.arrays.items() if not k.startswith("fallback.")}
+    fit = FitReport(kind=program.fit.kind, items=[i for i in program.fit.items if not i.scope.startswith("fallback:")],
+                    notes=list(program.fit.notes))
+    return Program(kind=program.kind, arrays=arrays, meta=meta, fit=fit)
+
+
+def _hybrid_note(program: Program) -> str:
+    """What a golden check of a hybrid program leaves out (empty for a device-only program)."""
+    fb = program.meta.get("fallback")
+    if fb is None:
+        return ""
+    nodes = [*fb.get("prefix_nodes", []), *fb.get("tail_nodes", [])]
+    return (f"; hybrid program: the device part only (nodes {nodes} run on kind 'cpu', which has no Lava "
+            f"reference)")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from fabric.kpis import KPIS, objective_kpis, objectives
 from fabric.store.registry import ArtifactNotFound, ArtifactRecord, IntegrityError, Registry
 
 __all__ = [
@@ -21,10 +22,9 @@ __all__ = [
     "fmt_time",
 ]
 
-KPI_METRICS = (("accuracy", "accuracy", ""), ("latency_p50_ms", "latency p50", "ms"),
-               ("latency_p99_ms", "latency p99", "ms"), ("energy_mj", "energy / inference", "mJ"),
-               ("footprint_kb", "footprint", "KB"))
-PARETO_OBJECTIVES = {"accuracy": "max", "latency_ms": "min", "energy_mj": "min", "footprint_kb": "min"}
+# (row field, label, unit) per gated KPI, and Tune's objectives: both from fabric.kpis
+KPI_METRICS = tuple((m.row_field, m.label, m.unit) for m in KPIS)
+PARETO_OBJECTIVES = objectives()
 
 
 def fmt_time(t: float | None) -> str:
@@ -227,19 +227,25 @@ def pareto_trials(doc: dict[str, Any]) -> pd.DataFrame:
 
 def filter_trials(df: pd.DataFrame, *, min_accuracy: float | None = None, max_latency_ms: float | None = None,
                   max_energy_mj: float | None = None, max_footprint_kb: float | None = None,
-                  kinds: list[str] | None = None) -> pd.DataFrame:
-    """Trials that meet every given constraint (a missing metric does not meet a constraint)."""
+                  kinds: list[str] | None = None, **constraints: float | None) -> pd.DataFrame:
+    """Trials that meet every given constraint (a missing metric does not meet a constraint); one
+    keyword per objective KPI, named by its ``constraint`` (``min_accuracy``, ``max_latency_ms``...)."""
+    known = {m.constraint for m in objective_kpis()}
+    if set(constraints) - known:
+        raise TypeError(f"filter_trials: unknown constraint(s) {sorted(set(constraints) - known)}; valid: {sorted(known)}")
     if df.empty:
         return df
+    given = constraints | {"min_accuracy": min_accuracy, "max_latency_ms": max_latency_ms,
+                           "max_energy_mj": max_energy_mj, "max_footprint_kb": max_footprint_kb}
     keep = pd.Series(True, index=df.index)
-    for col, lim, lo in (("accuracy", min_accuracy, True), ("latency_ms", max_latency_ms, False),
-                         ("energy_mj", max_energy_mj, False), ("footprint_kb", max_footprint_kb, False)):
+    for m in objective_kpis():
+        lim, col = given.get(m.constraint), m.alias
         if lim is None:
             continue
         if col not in df:
             return df.iloc[0:0]
         v = pd.to_numeric(df[col], errors="coerce")
-        keep &= (v >= lim) if lo else (v <= lim)
+        keep &= (v >= lim) if m.better == "higher" else (v <= lim)
     if kinds:
         keep &= df["kind"].isin(kinds)
     return df[keep]

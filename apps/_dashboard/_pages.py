@@ -15,6 +15,7 @@ import streamlit as st
 
 from apps._dashboard import _data as D
 from apps._dashboard import _live as L
+from fabric.kpis import by_name
 from fabric.store.registry import Registry
 
 __all__ = ["Context", "PAGES", "render"]
@@ -171,7 +172,7 @@ def page_compare(ctx: Context) -> None:
         for c, lab in zip(cols, labels[i:i + 2], strict=False):
             part = df[df["label"] == lab]
             # latency and energy span orders of magnitude between a CPU and a neuromorphic chip
-            log = bool(lab.startswith(("latency", "energy")) and (part["value"] > 0).all()
+            log = bool(by_name(part["metric"].iloc[0]).wide and (part["value"] > 0).all()
                        and part["value"].max() > 20 * part["value"].min())
             c.markdown(f"**{lab}**")
             c.altair_chart(_bars(part, log), width="stretch")
@@ -205,14 +206,14 @@ def page_automl(ctx: Context) -> None:
         st.form_submit_button("Apply constraints")
     ok = D.filter_trials(trials, min_accuracy=acc or None, max_latency_ms=lat or None, max_energy_mj=en or None,
                          max_footprint_kb=fp or None, kinds=kinds or None)
-    x = st.selectbox("x axis", ["latency_ms", "energy_mj", "footprint_kb"], key="pareto_x")
+    x = st.selectbox("x axis", [o for o in D.PARETO_OBJECTIVES if o != "accuracy"], key="pareto_x")
     plot = trials.assign(meets=trials.index.isin(ok.index),
                          front=trials["on_front"].map({True: "on front", False: "dominated"}))
     chart = alt.Chart(plot.dropna(subset=[x, "accuracy"])).mark_point(filled=True, size=80).encode(
         x=alt.X(f"{x}:Q"), y=alt.Y("accuracy:Q", scale=alt.Scale(zero=False)),
         color=alt.Color("front:N", scale=alt.Scale(domain=["on front", "dominated"], range=["#c44e52", "#999999"])),
         shape="kind:N", opacity=alt.condition("datum.meets", alt.value(1.0), alt.value(0.25)),
-        tooltip=["trial_id", "kind", "accuracy", "latency_ms", "energy_mj", "footprint_kb", "config"])
+        tooltip=["trial_id", "kind", *D.PARETO_OBJECTIVES, "config"])
     st.altair_chart(chart, width="stretch")
     st.markdown(f"**{len(ok)} trial(s) meet the constraints**")
     st.dataframe(ok, hide_index=True, width="stretch")

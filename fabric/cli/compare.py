@@ -130,7 +130,7 @@ def main(a: argparse.Namespace) -> int:
         return _fail(str(exc))
     log = (lambda s: None) if (a.quiet or a.json) else (lambda s: print(s, flush=True))
     if path.suffix == ".nir":
-        from fabric.flow.pipeline import nir_from_bytes
+        from fabric.flow.codecs import nir_from_bytes
 
         data = path.read_bytes()
         try:

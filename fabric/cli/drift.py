@@ -59,12 +59,12 @@ def load_served(reg: Any, ref: str) -> tuple[Any, Any]:
 
 def load_training(reg: Any, ref: str) -> tuple[Any, Any]:
     """(record, training-split spikes [N, T, C]) of an encoding artifact."""
-    from fabric.flow.pipeline import _unpack_spikes
+    from fabric.flow.codecs import unpack_spikes
 
     rec = reg.record(ref)
     if rec.kind != "encoding":
         raise ValueError(f"--training: artifact {rec.id[:12]} is a {rec.kind}, not an encoding")
-    spikes, _, splits, _ = _unpack_spikes(reg.get(rec.id))
+    spikes, _, splits, _ = unpack_spikes(reg.get(rec.id))
     train = spikes[splits == "train"]
     return rec, (train if len(train) else spikes)
 

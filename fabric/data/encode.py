@@ -357,7 +357,9 @@ def _unflatten(est: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
     return est[:, -1].reshape(est.shape[0], *meta["input_shape"])
 
 
-def _decode_rate(spikes: np.ndarray, meta: dict[str, Any], window: int) -> np.ndarray:
+def _decode_density(spikes: np.ndarray, meta: dict[str, Any], window: int) -> np.ndarray:
+    """Rate and sigma-delta are both density codes of ``gain * x``: spike density / gain (moving
+    average over ``window`` steps for time series, the whole window for static input)."""
     gain = meta["params"]["gain"]
     if meta["input_kind"] == "timeseries":
         return _unflatten(_window_mean(spikes, window) / gain, meta)
@@ -379,13 +381,6 @@ def _decode_level_crossing(spikes: np.ndarray, meta: dict[str, Any], window: int
     return _unflatten(est, meta)
 
 
-def _decode_sigma_delta(spikes: np.ndarray, meta: dict[str, Any], window: int) -> np.ndarray:
-    gain = meta["params"]["gain"]
-    if meta["input_kind"] == "timeseries":
-        return _unflatten(_window_mean(spikes, window) / gain, meta)
-    return (spikes.mean(axis=1) / gain).reshape(spikes.shape[0], *meta["input_shape"])
-
-
 def _decode_lif(spikes: np.ndarray, meta: dict[str, Any], window: int) -> np.ndarray:
     k = meta["params"]["neurons"]
     s = spikes.reshape(*spikes.shape[:2], -1, k).astype(np.float32)
@@ -398,10 +393,10 @@ def _decode_lif(spikes: np.ndarray, meta: dict[str, Any], window: int) -> np.nda
 
 
 DECODERS: dict[str, Callable[[np.ndarray, dict[str, Any], int], np.ndarray]] = {
-    "rate": _decode_rate,
+    "rate": _decode_density,
     "latency": _decode_latency,
     "level_crossing": _decode_level_crossing,
-    "sigma_delta": _decode_sigma_delta,
+    "sigma_delta": _decode_density,
     "lif": _decode_lif,
 }
 

@@ -1,5 +1,19 @@
-"""The flow of stages: the pipeline's stage graph, cross-device comparison, drift."""
+"""The flow of stages: the stage library (``stages``) and artifact codecs, the pipeline's stage graph,
+cross-device comparison, drift."""
 
+from fabric.flow import stages  # noqa: F401  (stage functions: stages.train, stages.compile, ...)
+from fabric.flow.codecs import (  # noqa: F401
+    checkpoint_from_bytes,
+    dataset_from_bytes,
+    dataset_to_bytes,
+    model_from_bytes,
+    model_to_bytes,
+    nir_from_bytes,
+    nir_to_bytes,
+    pack_spikes,
+    program_from_bytes,
+    unpack_spikes,
+)
 from fabric.flow.compare import (  # noqa: F401
     format_table,
     measure_graph,
@@ -28,12 +42,19 @@ from fabric.flow.pipeline import (  # noqa: F401
     format_kpi_table,
     format_neurobench,
     format_run_extras,
-    nir_from_bytes,
-    nir_to_bytes,
     run_pipeline,
 )
 
 __all__ = [
+    "stages",
+    "pack_spikes",
+    "unpack_spikes",
+    "model_to_bytes",
+    "checkpoint_from_bytes",
+    "model_from_bytes",
+    "program_from_bytes",
+    "dataset_to_bytes",
+    "dataset_from_bytes",
     "parse_kinds",
     "measure_graph",
     "rows_from_kpis",

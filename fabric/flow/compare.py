@@ -20,10 +20,15 @@ from typing import Any
 import nir
 import numpy as np
 
-__all__ = ["parse_kinds", "measure_graph", "rows_from_kpis", "format_table", "render_png"]
+from fabric.kpis import alias_metrics, aliased, objective_kpis, per_inference
 
-PANELS = (("accuracy", "accuracy", ""), ("latency_ms", "latency / inference", "ms"),
-          ("energy_mj", "energy / inference", "mJ"), ("footprint_kb", "footprint", "KB"))
+__all__ = ["parse_kinds", "measure_graph", "rows_from_kpis", "format_table", "render_png", "PANELS"]
+
+# (row key, title, unit) per objective KPI, under the per-inference alias compare rows use
+PANELS = tuple((m.alias, m.alias_label or m.label, m.unit) for m in objective_kpis())
+_COLUMNS = alias_metrics()  # the table's figures, in column order
+_WIDE = {m.alias for m in _COLUMNS if m.wide}  # may need a log axis
+_MODELLED = {m.alias for m in _COLUMNS if m.basis != "measured"}  # hatched/labelled on a modelled kind
 
 
 def parse_kinds(text: str) -> list[str]:
@@ -43,13 +48,10 @@ def parse_kinds(text: str) -> list[str]:
 
 def _row_from_run(kind: str, program: Any, result: Any, labels: np.ndarray) -> dict[str, Any]:
     tel = result.telemetry
-    n = max(int(tel.samples), 1)
     fb = program.meta.get("fallback")
     row = {
         "kind": kind, "status": "hybrid" if fb else "ok", "mode": "modelled" if tel.emulated else "measured",
-        "accuracy": float(np.mean(result.predictions == labels)), "latency_ms": tel.device_time_s / n * 1e3,
-        "energy_mj": tel.energy_j / n * 1e3, "footprint_kb": tel.footprint_bytes / 1024,
-        "synops": tel.synaptic_ops / n, "latency_basis": "device time / inference, batch mean",
+        **per_inference(tel, result.predictions, labels), "latency_basis": "device time / inference, batch mean",
         "reason": "", "sources": {k: v for k, v in tel.sources.items() if not k.startswith("const.")},
     }
     if fb:
@@ -107,9 +109,7 @@ def rows_from_kpis(kpis: list[dict[str, Any]]) -> list[dict[str, Any]]:
             rows.append({"kind": k["kind"], "status": k.get("status", "error"), "reason": k.get("reason", "")})
             continue
         rows.append({"kind": k["kind"], "status": "ok", "mode": "modelled" if k.get("emulated") else "measured",
-                     "accuracy": k.get("accuracy"), "latency_ms": k.get("latency_p50_ms"),
-                     "energy_mj": k.get("energy_mj"), "footprint_kb": k.get("footprint_kb"),
-                     "synops": k.get("synops_per_inference"), "latency_basis": "device time, batch-1 p50",
+                     **aliased(k), "latency_basis": "device time, batch-1 p50",
                      "reason": "", "sources": dict(k.get("sources") or {})})
     return rows
 
@@ -120,14 +120,13 @@ def _fmt(v: Any, spec: str) -> str:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Fixed-width table; rows that did not run show their status, reasons are listed below it."""
-    head = (f"{'kind':<10}{'status':<14}{'mode':<10}{'accuracy':>9}{'latency ms':>12}{'energy mJ':>12}"
-            f"{'KB':>9}{'synops/inf':>12}")
+    head = (f"{'kind':<10}{'status':<14}{'mode':<10}"
+            + "".join(f"{m.alias_header or m.header:>{m.width}}" for m in _COLUMNS))
     lines = [head, "-" * len(head)]
     notes = []
     for r in rows:
-        lines.append(f"{r['kind']:<10}{r['status']:<14}{r.get('mode', '-'):<10}{_fmt(r.get('accuracy'), '.3f'):>9}"
-                     f"{_fmt(r.get('latency_ms'), '.4g'):>12}{_fmt(r.get('energy_mj'), '.4g'):>12}"
-                     f"{_fmt(r.get('footprint_kb'), '.1f'):>9}{_fmt(r.get('synops'), '.0f'):>12}")
+        lines.append(f"{r['kind']:<10}{r['status']:<14}{r.get('mode', '-'):<10}"
+                     + "".join(f"{_fmt(r.get(m.alias), m.compact):>{m.width}}" for m in _COLUMNS))
         if r.get("reason"):
             notes.append(f"  {r['kind']}: {r['reason']}")
     lines.append("modelled = emulated device: latency and energy from actors/<kind>/constants.yaml constants "
@@ -138,28 +137,28 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def render_png(rows: list[dict[str, Any]], title: str) -> bytes:
-    """Four bar panels (accuracy, latency, energy, footprint); modelled bars hatched and labelled,
-    kinds that did not run shown as 'n/a' with their status."""
+    """One bar panel per objective KPI (accuracy, latency, energy, footprint); modelled bars hatched
+    and labelled, kinds that did not run shown as 'n/a' with their status."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     kinds = [r["kind"] for r in rows]
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(3.75 * len(PANELS), 3.8))
     for ax, (key, label, unit) in zip(axes, PANELS, strict=True):
         vals = [float(r[key]) if r.get(key) is not None else 0.0 for r in rows]
         bars = ax.bar(kinds, vals, color=["#dd8452" if r.get("status") == "hybrid" else "#4c72b0" for r in rows])
         for b, r, v in zip(bars, rows, vals, strict=True):
-            if r.get("mode") == "modelled" and key != "accuracy":
+            if r.get("mode") == "modelled" and key in _MODELLED:
                 b.set_hatch("//")
             if r.get(key) is None:
                 ax.annotate("n/a\n" + r.get("status", ""), (b.get_x() + b.get_width() / 2, 0.02),
                             xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=7, color="#a00")
-            elif key != "accuracy" and r.get("mode") == "modelled":
+            elif key in _MODELLED and r.get("mode") == "modelled":
                 ax.annotate("modelled", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=6)
         pos = [v for v in vals if v > 0]
-        if key in ("latency_ms", "energy_mj") and pos and max(pos) / min(pos) > 100:
+        if key in _WIDE and pos and max(pos) / min(pos) > 100:
             ax.set_yscale("log")
         ax.set_title(label + (f" [{unit}]" if unit else ""), fontsize=10)
         ax.tick_params(axis="x", rotation=30)

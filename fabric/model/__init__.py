@@ -1,85 +1,79 @@
-"""Model, training and compression: the LIF network and NIR export, the training loop, compression, mismatch-aware training, NeuroBench metrics, early exit."""
+"""Model, training and compression: the LIF network and NIR export, the training loop, compression, the weight quantizer, mismatch-aware training, NeuroBench metrics, early exit.
 
-from fabric.model.compress import (  # noqa: F401
-    STATE_RANGE_THRESHOLDS,
-    StateQuantized,
-    Variant,
-    base_model,
-    clone,
-    compress_variants,
-    distinct_weight_values,
-    fake_quant,
-    finetune,
-    magnitude_prune,
-    measure,
-    nonzero_weights,
-    prune_masks,
-    quantize_state,
-    quantize_weights,
-    structured_prune,
-    target_weight_bits,
-)
-from fabric.model.early_exit import (  # noqa: F401
-    EarlyExitResult,
-    topk_cutoff,
-)
-from fabric.model.mismatch import (  # noqa: F401
-    lognormal_factors,
-    mismatch_schedule,
-    weight_mismatch,
-)
-from fabric.model.neurobench import (  # noqa: F401
-    STATIC_METRICS,
-    WORKLOAD_METRICS,
-    neurobench_metrics,
-)
-from fabric.model.snn import (  # noqa: F401
-    LayerStats,
-    LifMLP,
-    export_nir,
-    simulate_layers,
-)
-from fabric.model.train import (  # noqa: F401
-    TrainResult,
-    build_model,
-    pick_device,
-    train_model,
-    train_on_cluster,
-)
+Names are loaded on first use (PEP 562), not on import: device code imports
+:mod:`fabric.model.mismatch` (numpy only) for the mismatch law, and must not pull in torch and
+snntorch with it.
+"""
 
-__all__ = [
-    "STATE_RANGE_THRESHOLDS",
-    "Variant",
-    "magnitude_prune",
-    "prune_masks",
-    "structured_prune",
-    "fake_quant",
-    "quantize_weights",
-    "StateQuantized",
-    "quantize_state",
-    "finetune",
-    "target_weight_bits",
-    "compress_variants",
-    "nonzero_weights",
-    "distinct_weight_values",
-    "base_model",
-    "clone",
-    "measure",
-    "EarlyExitResult",
-    "topk_cutoff",
-    "weight_mismatch",
-    "lognormal_factors",
-    "mismatch_schedule",
-    "neurobench_metrics",
-    "STATIC_METRICS",
-    "WORKLOAD_METRICS",
-    "LifMLP",
-    "export_nir",
-    "simulate_layers",
-    "LayerStats",
-    "TrainResult",
-    "train_model",
-    "train_on_cluster",
-    "build_model",
-    "pick_device",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fabric.model.compress import (  # noqa: F401
+        STATE_RANGE_THRESHOLDS,
+        StateQuantized,
+        Variant,
+        base_model,
+        clone,
+        compress_variants,
+        distinct_weight_values,
+        fake_quant,
+        finetune,
+        magnitude_prune,
+        measure,
+        nonzero_weights,
+        prune_masks,
+        quantize_state,
+        quantize_weights,
+        structured_prune,
+        target_weight_bits,
+    )
+    from fabric.model.early_exit import EarlyExitResult, topk_cutoff  # noqa: F401
+    from fabric.model.mismatch import (  # noqa: F401
+        lognormal_factors,
+        lognormal_params,
+        mismatch_schedule,
+        weight_mismatch,
+    )
+    from fabric.model.neurobench import STATIC_METRICS, WORKLOAD_METRICS, neurobench_metrics  # noqa: F401
+    from fabric.model.quantize import check_bits, quantize_symmetric, symmetric_levels  # noqa: F401
+    from fabric.model.snn import LayerStats, LifMLP, export_nir, simulate_layers  # noqa: F401
+    from fabric.model.train import (  # noqa: F401
+        TrainResult,
+        build_model,
+        pick_device,
+        train_loop,
+        train_model,
+        train_on_cluster,
+    )
+
+_HOME = {
+    "compress": ["STATE_RANGE_THRESHOLDS", "Variant", "magnitude_prune", "prune_masks", "structured_prune",
+                 "fake_quant", "quantize_weights", "StateQuantized", "quantize_state", "finetune",
+                 "target_weight_bits", "compress_variants", "nonzero_weights", "distinct_weight_values",
+                 "base_model", "clone", "measure"],
+    "early_exit": ["EarlyExitResult", "topk_cutoff"],
+    "mismatch": ["weight_mismatch", "lognormal_factors", "lognormal_params", "mismatch_schedule"],
+    "neurobench": ["neurobench_metrics", "STATIC_METRICS", "WORKLOAD_METRICS"],
+    "quantize": ["quantize_symmetric", "symmetric_levels", "check_bits"],
+    "snn": ["LifMLP", "export_nir", "simulate_layers", "LayerStats"],
+    "train": ["TrainResult", "train_loop", "train_model", "train_on_cluster", "build_model", "pick_device"],
+}
+_MODULE_OF = {name: mod for mod, names in _HOME.items() for name in names}
+
+__all__ = [name for names in _HOME.values() for name in names]
+
+
+def __getattr__(name: str) -> Any:
+    mod = _MODULE_OF.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from snntorch import functional as SF
 from torch import nn
 from torch.nn.utils import parametrize
 
+from fabric.model.quantize import quantize_symmetric
 from fabric.model.snn import LifMLP
+from fabric.model.train import train_loop
 
 __all__ = [
     "STATE_RANGE_THRESHOLDS",
@@ -143,16 +144,13 @@ def structured_prune(model: LifMLP, fraction: float) -> LifMLP:
 
 
 # -- weight quantization -------------------------------------------------------------------------
-def _snap(w: torch.Tensor, bits: int) -> torch.Tensor:
-    qmax = 2 ** (bits - 1) - 1
-    scale = w.detach().abs().max().clamp_min(1e-12) / qmax
-    return torch.clamp(torch.round(w / scale), -qmax, qmax) * scale
+_QAT_FIELD = "compress.qat_bits"  # the spec field a bad QAT precision is reported against
 
 
-def fake_quant(w: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symmetric per-tensor quantization to ``bits`` (levels ``-(2^(b-1)-1) .. 2^(b-1)-1``) with a
+def fake_quant(w: torch.Tensor, bits: int, *, field: str = _QAT_FIELD) -> torch.Tensor:
+    """:func:`fabric.model.quantize.quantize_symmetric` (the fabric's one weight grid) with a
     straight-through gradient: forward sees the grid, backward passes the gradient unchanged."""
-    return w + (_snap(w, bits) - w).detach()
+    return w + (quantize_symmetric(w, bits, field=field) - w).detach()
 
 
 class _FakeQuant(nn.Module):
@@ -167,11 +165,12 @@ class _FakeQuant(nn.Module):
 
 
 def quantize_weights(model: LifMLP, bits: int) -> LifMLP:
-    """A copy whose weight matrices are snapped to the symmetric ``bits`` grid (post-training)."""
+    """A copy whose weight matrices are snapped to the symmetric ``bits`` grid (post-training; the
+    grid of :func:`fabric.model.quantize.quantize_symmetric`)."""
     out = clone(model)
     with torch.no_grad():
         for fc in out.fcs:
-            fc.weight.copy_(_snap(fc.weight, bits))
+            fc.weight.copy_(quantize_symmetric(fc.weight, bits))
     return out
 
 
@@ -210,46 +209,27 @@ class StateQuantized(nn.Module):
 def finetune(model: nn.Module, spikes: np.ndarray, labels: np.ndarray, *, epochs: int, lr: float, seed: int,
              batch_size: int = 64, masks: dict[int, torch.Tensor] | None = None, qat_bits: int | None = None,
              progress: bool = False, desc: str = "finetune") -> tuple[nn.Module, list[dict[str, float]]]:
-    """Short fine-tune with the count cross-entropy used in training.
+    """Short fine-tune: :func:`fabric.model.train.train_loop` (the training loop, same loss).
 
     ``masks`` keep pruned weights at zero (the mask is part of the forward pass, so they get no
-    update); ``qat_bits`` adds the fake-quantizer. Both are baked into the weights at the end.
-    ``model`` may be a :class:`StateQuantized` wrapper (then the state is quantized while training).
+    update); ``qat_bits`` adds the fake-quantizer. Both are weight parametrizations registered for
+    the loop and baked into the weights at the end. ``model`` may be a :class:`StateQuantized`
+    wrapper (then the state is quantized while training).
     """
-    from tqdm.auto import tqdm
-
     base: LifMLP = model.model if isinstance(model, StateQuantized) else model  # type: ignore[assignment]
     torch.manual_seed(seed)
     for i, fc in enumerate(base.fcs):
         m = None if masks is None else masks[i]
         if m is not None or qat_bits:
             parametrize.register_parametrization(fc, "weight", _FakeQuant(qat_bits or 0, m))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = SF.ce_count_loss()
-    x_all = torch.as_tensor(spikes, dtype=torch.float32)
-    y_all = torch.as_tensor(labels, dtype=torch.long)
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress, leave=False):
-        order = torch.randperm(len(x_all), generator=gen)
-        tot, correct = 0.0, 0
-        model.train()
-        for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
-            spk, _ = model(x_all[idx].transpose(0, 1))
-            loss = loss_fn(spk, y_all[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            tot += loss.item() * len(idx)
-            correct += int((spk.sum(0).argmax(1) == y_all[idx]).sum())
-        history.append({"epoch": epoch + 1, "loss": tot / len(order), "train_accuracy": correct / len(order)})
+    history = train_loop(model, spikes, labels, epochs=epochs, lr=lr, seed=seed, batch_size=batch_size,
+                         progress=progress, desc=desc)
     for fc in base.fcs:
         if parametrize.is_parametrized(fc, "weight"):
             parametrize.remove_parametrizations(fc, "weight", leave_parametrized=True)
         if qat_bits:  # exactly on the grid (the STE sum w + (q - w) can be off by an ulp)
             with torch.no_grad():
-                fc.weight.copy_(_snap(fc.weight, qat_bits))
+                fc.weight.copy_(quantize_symmetric(fc.weight, qat_bits, field=_QAT_FIELD))
     return model.eval(), history
 
 

@@ -5,7 +5,8 @@ Why: a mixed-signal chip scales every circuit current of every neuron by a fixed
 one log-normal factor per neuron for each of its currents: the excitatory and inhibitory synaptic
 weight currents, threshold, leak. For a LIF neuron those all act as a per-neuron gain on its input
 weights, separately for positive and negative weights. Training with a fresh draw of such gains for
-every batch makes the learnt weights robust to the chip instance the network is deployed on.
+every batch makes the learnt weights robust to the chip instance the network is deployed on. Both
+draw from one law, :func:`lognormal_factors` (numpy for the emulator's chips, torch for training).
 
 :func:`weight_mismatch` perturbs the weights of every ``nn.Linear`` of a model in place for one
 forward/backward pass and restores them afterwards, so the optimizer step applies gradients taken at
@@ -16,18 +17,42 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, overload
 
-import torch
-from torch import nn
+import numpy as np
 
-__all__ = ["weight_mismatch", "lognormal_factors", "mismatch_schedule"]
+if TYPE_CHECKING:  # torch is imported where it is used: the DYNAP-SE emulator draws with numpy only
+    import torch
+    from torch import nn
+
+__all__ = ["weight_mismatch", "lognormal_params", "lognormal_factors", "mismatch_schedule"]
 
 
-def lognormal_factors(shape: tuple[int, ...], cv: float, gen: torch.Generator) -> torch.Tensor:
-    """Log-normal factors with mean 1 and coefficient of variation ``cv`` (as ``actors.dynapse.dpi``'s mismatch)."""
-    sigma2 = torch.log1p(torch.tensor(cv * cv, dtype=torch.float64))
+def lognormal_params(cv: float) -> tuple[float, float]:
+    """``(mu, sigma)`` of the log-normal with mean 1 and coefficient of variation ``cv``: the one
+    mismatch law (``sigma^2 = ln(1 + cv^2)``, ``mu = -sigma^2 / 2``, so ``E[exp(N(mu, sigma))] = 1``)."""
+    sigma = float(np.sqrt(np.log1p(cv**2)))
+    return -sigma**2 / 2, sigma
+
+
+@overload
+def lognormal_factors(shape: tuple[int, ...] | int, cv: float, gen: np.random.Generator) -> np.ndarray: ...
+@overload
+def lognormal_factors(shape: tuple[int, ...] | int, cv: float, gen: torch.Generator) -> torch.Tensor: ...
+def lognormal_factors(shape: tuple[int, ...] | int, cv: float,
+                      gen: np.random.Generator | torch.Generator) -> np.ndarray | torch.Tensor:
+    """Log-normal factors of :func:`lognormal_params` (mean 1, CV ``cv``) drawn from ``gen``.
+
+    A numpy ``Generator`` gives float64 ``gen.lognormal(mu, sigma, shape)`` (the DYNAP-SE emulator's
+    chip instances, :func:`actors.dynapse.dpi.apply_mismatch`); a ``torch.Generator`` gives float32
+    ``exp(mu + sigma z)`` with ``z`` drawn in float64 (mismatch-aware training)."""
+    mu, sigma = lognormal_params(cv)
+    if isinstance(gen, np.random.Generator):
+        return gen.lognormal(mu, sigma, size=shape)
+    import torch
+
     z = torch.randn(shape, generator=gen, dtype=torch.float64)
-    return torch.exp(z * sigma2.sqrt() - sigma2 / 2).float()
+    return torch.exp(z * sigma + mu).float()
 
 
 def mismatch_schedule(cv: float, epoch: int, epochs: int) -> float:
@@ -46,6 +71,9 @@ def weight_mismatch(model: nn.Module, cv: float, gen: torch.Generator) -> Iterat
     if cv <= 0:
         yield
         return
+    import torch
+    from torch import nn
+
     saved: list[tuple[nn.Parameter, torch.Tensor]] = []
     with torch.no_grad():
         for mod in model.modules():

@@ -1,21 +1,27 @@
-"""Training (NMLOps stage 3): a snntorch LIF network on encoded spikes, seeded and with progress."""
+"""Training (NMLOps stage 3): a snntorch LIF network on encoded spikes, seeded and with progress.
+
+:func:`train_loop` is the one loop; :func:`train_model` (stage 3) and the compression fine-tunes
+(:func:`fabric.model.compress.finetune`) both run it."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from snntorch import functional as SF
+from torch import nn
 from tqdm.auto import tqdm
 
 from fabric.model.mismatch import mismatch_schedule, weight_mismatch
 from fabric.model.snn import LifMLP
 from fabric.spec import Spec
 
-__all__ = ["TrainResult", "train_model", "train_on_cluster", "build_model", "pick_device"]
+__all__ = ["TrainResult", "train_loop", "train_model", "train_on_cluster", "build_model", "pick_device"]
 
 
 @dataclass(kw_only=True)
@@ -39,34 +45,43 @@ def build_model(spec: Spec, n_in: int, n_out: int) -> LifMLP:
     return LifMLP(n_in, list(spec.model.hidden), n_out, spec.model.beta, spec.model.threshold)
 
 
-def train_model(spec: Spec, spikes: np.ndarray, labels: np.ndarray, n_out: int, progress: bool = True,
-                bar: type | None = None, on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
-    """spikes ``[N, T, F]`` uint8; loss is cross-entropy on output spike counts (rate readout).
+def train_loop(model: nn.Module, spikes: np.ndarray, labels: np.ndarray, *, epochs: int, lr: float, seed: int,
+               batch_size: int, device: torch.device | None = None, progress: bool = False, desc: str = "train",
+               bar: type | None = None, perturb: Callable[[int], AbstractContextManager[Any]] | None = None,
+               on_epoch: Callable[[dict[str, float]], None] | None = None,
+               max_seconds: float | None = None) -> list[dict[str, float]]:
+    """The fabric's one training loop (training and every compression fine-tune): Adam on
+    ``model.parameters()``, count cross-entropy on output spikes (rate readout), batches in a seeded
+    order. Returns one record per epoch (``epoch``, ``loss``, ``train_accuracy``).
 
-    ``bar`` is the progress-bar class (``tqdm`` here, Ray's ``tqdm_ray`` inside a Ray task);
-    ``on_epoch`` sees each epoch's record (Tune reports the training curve through it)."""
-    dev = pick_device(spec.train.device)
-    model = build_model(spec, spikes.shape[2], n_out).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=spec.train.lr)
+    ``spikes`` ``[N, T, F]``; batches go to ``device`` (default: stay on the CPU). Hooks: ``perturb(epoch)``
+    is a context manager around each batch's forward and backward pass, left before the optimizer
+    step (mismatch-aware training perturbs the weights there and restores them); anything the forward
+    pass itself must apply (pruning masks, fake quantization) is a parametrization of the model,
+    registered before this is called. ``bar`` is the progress-bar class (``tqdm`` by default, Ray's
+    ``tqdm_ray`` inside a Ray task); ``on_epoch`` sees each record; past ``max_seconds`` of training
+    the loop stops after the current epoch and says so in its last record.
+    """
+    dev = device or torch.device("cpu")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = SF.ce_count_loss()
     x_all = torch.as_tensor(spikes, dtype=torch.float32)
     y_all = torch.as_tensor(labels, dtype=torch.long)
-    gen = torch.Generator().manual_seed(spec.seed)
-    mm_gen = torch.Generator().manual_seed(spec.seed + 1)  # mismatch draws; unused when mismatch_cv = 0
-    history, t0 = [], time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    history: list[dict[str, float]] = []
+    t0 = time.perf_counter()
     bar_cls = bar or tqdm
     kw = {"disable": not progress, "leave": False} if bar_cls is tqdm else {}
-    bar = bar_cls(range(spec.train.epochs), desc="train", unit="epoch", **kw)
-    for epoch in bar:
+    epoch_bar = bar_cls(range(epochs), desc=desc, unit="epoch", **kw)
+    for epoch in epoch_bar:
         order = torch.randperm(len(x_all), generator=gen)
         tot_loss, correct = 0.0, 0
         model.train()
-        for s in range(0, len(order), spec.train.batch_size):
-            idx = order[s:s + spec.train.batch_size]
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
             xb = x_all[idx].to(dev).transpose(0, 1)  # [T, B, F]
             yb = y_all[idx].to(dev)
-            with weight_mismatch(model, mismatch_schedule(spec.train.mismatch_cv, epoch, spec.train.epochs),
-                                 mm_gen):  # no-op at mismatch_cv = 0
+            with perturb(epoch) if perturb is not None else nullcontext():
                 spk, _ = model(xb)
                 loss = loss_fn(spk, yb)
                 opt.zero_grad()
@@ -78,12 +93,34 @@ def train_model(spec: Spec, spikes: np.ndarray, labels: np.ndarray, n_out: int, 
         history.append(rec)
         if on_epoch is not None:
             on_epoch(rec)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['train_accuracy']:.3f}")
-        budget = spec.budgets.max_train_seconds
-        if budget is not None and time.perf_counter() - t0 > budget:
+        if hasattr(epoch_bar, "set_postfix"):
+            epoch_bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['train_accuracy']:.3f}")
+        if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
             history[-1]["stopped"] = "budgets.max_train_seconds reached"
             break
+    return history
+
+
+def train_model(spec: Spec, spikes: np.ndarray, labels: np.ndarray, n_out: int, progress: bool = True,
+                bar: type | None = None, on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+    """Build the spec's model and train it with :func:`train_loop` (spikes ``[N, T, F]`` uint8).
+
+    ``train.mismatch_cv > 0`` perturbs the weights for each batch (:func:`weight_mismatch`, on the
+    ramp of :func:`mismatch_schedule`); ``budgets.max_train_seconds`` stops training early.
+    ``bar`` is the progress-bar class (``tqdm`` here, Ray's ``tqdm_ray`` inside a Ray task);
+    ``on_epoch`` sees each epoch's record (Tune reports the training curve through it)."""
+    dev = pick_device(spec.train.device)
+    model = build_model(spec, spikes.shape[2], n_out).to(dev)
+    cv, epochs = spec.train.mismatch_cv, spec.train.epochs
+    mm_gen = torch.Generator().manual_seed(spec.seed + 1)  # mismatch draws; unused when mismatch_cv = 0
+
+    def mismatch(epoch: int) -> AbstractContextManager[None]:
+        return weight_mismatch(model, mismatch_schedule(cv, epoch, epochs), mm_gen)  # no-op at mismatch_cv = 0
+
+    t0 = time.perf_counter()
+    history = train_loop(model, spikes, labels, epochs=epochs, lr=spec.train.lr, seed=spec.seed,
+                         batch_size=spec.train.batch_size, device=dev, progress=progress, desc="train", bar=bar,
+                         perturb=mismatch, on_epoch=on_epoch, max_seconds=spec.budgets.max_train_seconds)
     return TrainResult(model=model.cpu().eval(), history=history, seconds=time.perf_counter() - t0, device=str(dev))
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from fabric.kpis import KPIS
+
 __all__ = ["KpiWindow", "RolloutPolicy", "breaches"]
 
 
@@ -89,22 +91,27 @@ class KpiWindow:
         }
 
 
+# the spec's KPIs that the live window measures, by the evidence they need (fabric.kpis: ``live``)
+_PER_REQUEST = tuple(m for m in KPIS if m.live is not None and m.live_from == "requests")
+_FROM_FEEDBACK = tuple(m for m in KPIS if m.live is not None and m.live_from == "feedback")
+
+
 def breaches(snap: dict[str, Any], kpis: dict[str, Any], policy: RolloutPolicy) -> list[str]:
     """Reasons a version's live KPIs break the spec's thresholds (empty: healthy or not enough data)."""
     out: list[str] = []
     if snap["window"] >= policy.min_requests:
         if snap["error_rate"] > policy.max_error_rate:
             out.append(f"error_rate {snap['error_rate']:.3f} > max_error_rate {policy.max_error_rate}")
-        checks = (("p50_ms", "max_latency_p50_ms"), ("p99_ms", "max_latency_p99_ms"),
-                  ("energy_mj_per_inference", "max_energy_mj"))
-        for field_, limit in checks:
-            lim, v = kpis.get(limit), snap.get(field_)
-            if lim is not None and v is not None and v > lim:
-                out.append(f"{field_} {v:.4g} > {limit} {lim:g} (modelled device figure)")
+        for m in _PER_REQUEST:
+            lim, v = m.limit(kpis), snap.get(m.live)
+            if lim is not None and v is not None and m.breaks(lim, v):
+                out.append(f"{m.live} {v:{m.compact}} {m.breach_op} {m.bound} {lim:g} (modelled device figure)")
         lim, v = policy.max_serving_p99_ms, snap.get("serving_p99_ms")
         if lim is not None and v is not None and v > lim:
             out.append(f"serving_p99_ms {v:.4g} > max_serving_p99_ms {lim:g} (measured)")
-    lim, acc = kpis.get("min_accuracy"), snap.get("accuracy_feedback")
-    if lim is not None and acc is not None and snap["feedback_samples"] >= policy.min_feedback and acc < lim:
-        out.append(f"accuracy_feedback {acc:.3f} < min_accuracy {lim:g} on {snap['feedback_samples']} labelled samples")
+    for m in _FROM_FEEDBACK:
+        lim, v = m.limit(kpis), snap.get(m.live)
+        if lim is not None and v is not None and snap["feedback_samples"] >= policy.min_feedback and m.breaks(lim, v):
+            out.append(f"{m.live} {v:{m.fmt}} {m.breach_op} {m.bound} {lim:g} on {snap['feedback_samples']} "
+                       "labelled samples")
     return out

@@ -14,8 +14,8 @@ import pytest
 
 import apps._dashboard as D
 from fabric.cli.drift import run_drift
+from fabric.flow.codecs import pack_spikes, unpack_spikes
 from fabric.flow.drift import DriftPolicy
-from fabric.flow.pipeline import _pack_spikes, _unpack_spikes
 from fabric.store.registry import Registry
 
 
@@ -32,8 +32,8 @@ def populate_run(reg: Registry, spec_name: str = "tiny") -> dict[str, str]:
     rng = np.random.default_rng(0)
     spikes = (rng.random((60, 10, 16)) < 0.2).astype(np.uint8)
     ids["data"] = reg.put(b"parquet-bytes", kind="dataset", name="digits").id
-    ids["encode"] = reg.put(_pack_spikes(spikes, np.zeros(60, np.int64), np.array(["train"] * 45 + ["test"] * 15),
-                                         {"encoder": "rate"}), kind="encoding", name="digits/rate",
+    ids["encode"] = reg.put(pack_spikes(spikes, np.zeros(60, np.int64), np.array(["train"] * 45 + ["test"] * 15),
+                                        {"encoder": "rate"}), kind="encoding", name="digits/rate",
                             parents=[ids["data"]]).id
     ids["train"] = reg.put(b"weights", kind="model", name=f"{spec_name}/lif_mlp", parents=[ids["encode"]]).id
     ids["neurobench"] = reg.put_json({"ClassificationAccuracy": 0.91, "SynapticOperations": {"Effective_ACs": 812.5}},
@@ -102,7 +102,7 @@ def populate_ops(reg: Registry, ids: dict[str, str]) -> dict[str, str]:
                       "weights": w, "kpis": {"p99_ms": 3.0}, "reason": "p99 over spec" if action == "rollback" else "",
                       "time": t}, kind="rollout", name=f"tiny/rollout-{step}")
     # served traffic: the encoding's test split with a noisy sensor (20 % extra events) -> drift
-    spikes, _, splits, _ = _unpack_spikes(reg.get(ids["encode"]))
+    spikes, _, splits, _ = unpack_spikes(reg.get(ids["encode"]))
     test = spikes[splits == "test"]
     noisy = (test | (np.random.default_rng(5).random(test.shape) < 0.2)).astype(np.uint8)
     buf = io.BytesIO()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fabric.cli.main import main as fabric_main
+from fabric.flow.codecs import pack_spikes
 from fabric.flow.drift import (
     DriftInputError,
     DriftPolicy,
@@ -17,7 +18,6 @@ from fabric.flow.drift import (
     event_rates,
     inter_event_intervals,
 )
-from fabric.flow.pipeline import _pack_spikes
 from fabric.store.registry import Registry
 
 
@@ -84,8 +84,8 @@ def test_bad_shapes_name_the_constraint():
 def _store_with_traffic(store: str, served_rate: float) -> tuple[Registry, str, str]:
     reg = Registry(store)
     train = bernoulli(200, 0.2, 0)
-    enc = reg.put(_pack_spikes(train, np.zeros(200, np.int64), np.array(["train"] * 150 + ["test"] * 50),
-                               {"encoder": "rate", "timesteps": 12}), kind="encoding", name="digits/rate")
+    enc = reg.put(pack_spikes(train, np.zeros(200, np.int64), np.array(["train"] * 150 + ["test"] * 50),
+                              {"encoder": "rate", "timesteps": 12}), kind="encoding", name="digits/rate")
     prog = reg.put(b"program", kind="program", name="cpu-program", parents=[enc.id])
     buf = io.BytesIO()
     np.savez_compressed(buf, spikes=bernoulli(120, served_rate, 7))

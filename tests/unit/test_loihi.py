@@ -472,3 +472,139 @@ def test_cli_compile_and_simulate(tmp_path: Path, capsys: pytest.CaptureFixture[
     monkeypatch.setenv("FABRIC_LAVA_PYTHON", str(tmp_path / "missing-python"))
     assert simulate_cmd(prog_path, x_path, out_path, golden=True) == 3
     assert "no Lava python" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- limits from the constants file
+
+
+def test_limits_are_read_from_the_constants_file() -> None:
+    """fixed.LIMITS comes from actors/loihi/constants.yaml (one source of truth), with the same values
+    the emulator was written against."""
+    import yaml
+
+    from actors.loihi import fixed
+
+    assert fixed.LIMITS == {
+        "cores_per_chip": 128, "compartments_per_core": 1024, "input_axons_per_core": 4096,
+        "output_axons_per_core": 4096, "synapse_bits_per_core": 128 * 1024 * 8, "weight_bits": 8,
+        "du_max": 4095, "dv_max": 4095, "vth_max": (1 << 17) - 1, "bias_mant_max": 4095, "bias_mant_min": -4096,
+        "bias_exp_max": 7, "weight_exp_min": -8, "weight_exp_max": 7,
+    }
+    assert fixed.UV_BITS == 24 and fixed.MAX_UV == 1 << 23 and fixed.V_LIMIT == (1 << 23) - 1
+    doc = yaml.safe_load(fixed.CONSTANTS_FILE.read_text())["limits"]
+    lim = {k: v["value"] for k, v in doc.items()}
+    assert fixed.LIMITS["cores_per_chip"] == lim["cores_per_chip"]
+    assert fixed.LIMITS["synapse_bits_per_core"] == lim["synapse_memory_per_core_kb"] * 8192
+    assert fixed.LIMITS["vth_max"] == 2 ** lim["vth_mantissa_bits"] - 1
+    assert fixed.LIMITS["bias_mant_min"] == -(2 ** (lim["bias_mantissa_bits"] - 1))
+    assert [fixed.LIMITS["weight_exp_min"], fixed.LIMITS["weight_exp_max"]] == yaml.safe_load(lim["weight_exp_range"])
+    assert fixed.UV_BITS == lim["u_v_bits"]
+    assert LoihiRuntime().info()["limits"] == doc  # what info() shows is the same file
+
+
+# --------------------------------------------------------------------------- shared emulated base, hybrid fallback
+
+
+def li_tail_graph(seed: int = 3) -> nir.NIRGraph:
+    """LIF on the device, then an LI readout (not in loihi's node map; the cpu kind has it)."""
+    rng = np.random.default_rng(seed)
+    f = np.ones(5)
+    return chain([(rng.normal(0, 0.6, (12, 8)), np.zeros(12), lif_node(12, tau=0.005)),
+                  (rng.normal(0, 0.5, (5, 12)), np.zeros(5), nir.LI(tau=f * 0.01, r=f, v_leak=0 * f))])
+
+
+def test_runtime_is_on_the_emulated_base_with_its_own_fields() -> None:
+    from actors.base.emulated import EmulatedRuntime
+
+    rt = LoihiRuntime(golden=True)
+    assert isinstance(rt, EmulatedRuntime)
+    health, info = rt.health(), rt.info()
+    assert health["golden"] is True and {"lava_python", "lava_python_present"} <= set(health)
+    assert health["fallback"] is None and health["loaded"] is False
+    assert info["golden_on_every_run"] is True and "Lava 0.10" in info["bit_exact_reference"]
+    assert "barrier sync" in info["time_model"] and info["energy_model"].startswith("modelled: E = ACs*e_syn")
+    assert {"fallback", "weight_bits", "neurons_per_core", "vth_target"} <= set(info["options"])
+    with pytest.raises(ValueError, match="unknown compile option"):
+        rt.compile(dense_if(4, 3), {"no_such_option": 1})
+    rt.load(rt.compile(dense_if(4, 3), {"fallback": "hybrid"}))  # nothing unsupported: a device-only program
+    assert "fallback" not in rt.program.meta and rt.health()["fallback"] is None
+
+
+def test_hybrid_fallback_runs_the_unsupported_tail_on_cpu() -> None:
+    g = li_tail_graph()
+    with pytest.raises(UnsupportedNodeError, match="kind 'loihi'"):
+        LoihiRuntime().compile(g)
+    from fabric.kinds import capabilities
+
+    assert capabilities("loihi").hybrid_fallback  # so `fabric compare --fallback hybrid` passes it on
+    rt = LoihiRuntime()
+    prog = rt.compile(g, {"fallback": "hybrid"})
+    fb = prog.meta["fallback"]
+    assert fb["kind"] == "cpu" and fb["tail_nodes"] == ["fc1", "n1", "output"] and fb["device_n_out"] == 12
+    assert prog.meta["n_in"] == 8 and prog.meta["n_out"] == 5
+    assert any("hybrid fallback" in n and "'cpu'" in n for n in prog.fit.notes)
+    assert any(i.scope.startswith("fallback:cpu") for i in prog.fit.items)
+    rt.load(Program.from_bytes(prog.to_bytes()))
+    x = (np.random.default_rng(0).random((6, 20, 8)) < 0.4).astype(np.uint8)
+    res = rt.run(x, record_raster=True)
+    tel = res.telemetry
+    assert res.counts.shape == (6, 5) and rt.health()["fallback"] == "cpu"
+    assert tel.timesteps == 20 + 1  # the device part's T + L steps
+    assert tel.spikes_per_layer["fc0->n0"] > 0 and "cpu:fc1->n1" in tel.spikes_per_layer
+    assert tel.energy_breakdown_j["fallback_cpu"] > 0 and "fallback" in tel.sources
+    assert tel.energy_breakdown_j["total"] == pytest.approx(tel.energy_breakdown_j["static"] + tel.energy_breakdown_j["dynamic"])
+    # the device part alone gives the same spikes as a device-only run of that part
+    head = LoihiRuntime()
+    from actors.loihi.runtime import device_part
+
+    part = device_part(prog)
+    assert "fallback" not in part.meta and part.meta["n_out"] == 12
+    assert not any(k.startswith("fallback.") for k in part.arrays)
+    head.load(part)
+    assert head.run(x).telemetry.spikes_per_layer["fc0->n0"] == tel.spikes_per_layer["fc0->n0"]
+
+
+def test_golden_on_a_hybrid_program_checks_the_device_part(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import time as _time
+
+    import actors.loihi.runtime as loihi_runtime
+    from actors.loihi.golden import GoldenResult
+
+    prog = LoihiRuntime().compile(li_tail_graph(), {"fallback": "hybrid"})
+    x = (np.random.default_rng(1).random((3, 10, 8)) < 0.4).astype(np.uint8)
+    # without Lava: refused with the reason, as for a device-only program
+    monkeypatch.setenv("FABRIC_LAVA_PYTHON", str(tmp_path / "no-such-python"))
+    rt = LoihiRuntime(golden=True)
+    rt.load(prog)
+    with pytest.raises(GoldenUnavailable, match="no Lava python"):
+        rt.run(x)
+    ref = LoihiRuntime().reference_check(prog, x)
+    assert ref["status"] == "unavailable" and "device part only" in ref["summary"] and "'cpu'" in ref["summary"]
+    # with a (stand-in) reference: Lava sees the device part on the padded device input, and the
+    # telemetry says the cpu tail was not checked; the check's time is not the emulator's latency
+    seen: list[tuple[Program, np.ndarray]] = []
+
+    def fake_check(program: Program, spikes: np.ndarray, **_: object) -> GoldenResult:
+        seen.append((program, spikes))
+        _time.sleep(0.3)
+        return GoldenResult(bit_exact=True, mismatches=0, per_layer=[0], first_mismatch=None, samples=3, steps=11,
+                            layers=1, lava_version="stand-in", lava_python="-", lava_wall_s=0.3)
+
+    monkeypatch.setattr(loihi_runtime, "golden_check", fake_check)
+    res = rt.run(x)
+    program, spikes = seen[-1]
+    assert "fallback" not in program.meta and program.meta["n_out"] == 12 and spikes.shape == (3, 11, 8)
+    assert "bit-exact" in res.telemetry.sources["golden"] and "device part only" in res.telemetry.sources["golden"]
+    assert rt.last_golden is not None and rt.last_golden.bit_exact
+    assert res.telemetry.host_latency_s < 0.3 and res.counts.shape == (3, 5)
+
+
+def test_golden_still_refuses_recurrent_programs() -> None:
+    from fabric.ir.recurrent import build_recurrent_graph
+
+    rng = np.random.default_rng(0)
+    g = build_recurrent_graph(rng.uniform(-1, 1, (8, 6)), rng.uniform(-0.2, 0.2, (8, 8)), rng.uniform(-1, 1, (2, 8)))
+    rt = LoihiRuntime(golden=True)
+    rt.load(rt.compile(g))
+    with pytest.raises(ValueError, match="feed-forward programs only"):
+        rt.run(np.ones((1, 4, 6)))

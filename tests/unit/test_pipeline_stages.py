@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fabric.flow.pipeline import KPIRow, _deploy, _gates, _golden
+from fabric.flow.pipeline import KPIRow, _gates
+from fabric.flow.stages import deploy, golden
 from fabric.kinds import make_runtime
 from fabric.model.snn import LifMLP, export_nir
 from fabric.spec import parse_spec
@@ -30,7 +31,7 @@ def test_golden_without_lava_records_unavailable_not_a_pass(reg, monkeypatch, tm
     monkeypatch.setenv("FABRIC_LAVA_PYTHON", str(tmp_path / "no-such-python"))
     x = np.random.default_rng(0).integers(0, 2, (2, 5, 8)).astype(np.uint8)
     p, e = _ids(reg, 2)
-    rec = _golden(reg, _program("loihi"), p, e, "loihi", x, "s" * 64)
+    rec = golden(reg, _program("loihi"), p, e, "loihi", x, "s" * 64)
     out = reg.get_json(rec.id)
     assert out["status"] == "unavailable" and "no Lava python" in out["reason"]
     row = KPIRow(kind="loihi", status="ok", accuracy=0.9)
@@ -41,7 +42,7 @@ def test_golden_without_lava_records_unavailable_not_a_pass(reg, monkeypatch, tm
 
 def test_golden_for_kinds_without_reference(reg):
     p, e = _ids(reg, 2)
-    rec = _golden(reg, _program("akida"), p, e, "akida", np.zeros((1, 4, 8), np.uint8), "s" * 64)
+    rec = golden(reg, _program("akida"), p, e, "akida", np.zeros((1, 4, 8), np.uint8), "s" * 64)
     assert reg.get_json(rec.id) == {"kind": "akida", "status": "no reference", "summary": "no golden reference for akida",
                                     "samples": 0}
 
@@ -50,12 +51,12 @@ def test_deployment_record_fields_and_versions(reg):
     spec = parse_spec({"name": "dep", "dataset": {"name": "digits"}, "kpis": {"min_accuracy": 0.8}})
     meta = {"encoder": "rate", "timesteps": 25, "params": {"gain": 1.0}, "seed": 0, "classes": ["a", "b", "c"]}
     ids = _ids(reg, 6)
-    r1 = _deploy(reg, spec, "loihi", ids[0], ids[1], ids[2], ids[3], meta, ids[4], 8, 3)
+    r1 = deploy(reg, spec, "loihi", ids[0], ids[1], ids[2], ids[3], meta, ids[4], 8, 3)
     d1 = reg.get_json(r1.id)
     assert d1 == {"kind": "loihi", "program_id": ids[0], "model_id": ids[2], "nir_id": ids[3], "encoding_id": ids[4],
                   "encoder": {"name": "rate", "timesteps": 25, "params": {"gain": 1.0}, "seed": 0}, "n_in": 8,
                   "n_out": 3, "classes": ["a", "b", "c"], "kpis": spec.kpis.model_dump(), "spec_name": "dep",
                   "spec_hash": spec.hash, "version": 1}
     assert r1.kind == "deployment" and r1.parents == [ids[0], ids[1]]
-    r2 = _deploy(reg, spec, "loihi", ids[5], ids[1], ids[2], ids[3], meta, ids[4], 8, 3)
+    r2 = deploy(reg, spec, "loihi", ids[5], ids[1], ids[2], ids[3], meta, ids[4], 8, 3)
     assert reg.get_json(r2.id)["version"] == 2  # a new program for the same spec and kind is the next version

@@ -1,0 +1,280 @@
+"""The KPI definitions: one record per measured figure, and the lists every surface iterates over.
+
+Why: a KPI used to be spelt out in about eleven places (the spec's thresholds, the gates, the KPI
+table, the report and compare plots, Tune's objectives, Serve's breaches, the dashboard), and one
+measurement had three names (``latency_p50_ms`` in stored evaluation rows, ``latency_ms`` in Tune and
+compare rows, ``p50_ms`` in Serve's live window). A :class:`KPI` says once what it is called in each
+row shape, which way is better, which spec field bounds it, how it is computed from telemetry, whether
+it is measured or modelled, and how it is printed.
+
+:data:`METRICS` is every figure a stored evaluation row reports, in the KPI table's column order;
+:data:`KPIS` is the gated ones (those with a ``bound``). Adding a KPI = one entry in ``METRICS`` with
+``bound`` set + that field on :class:`fabric.spec.KPISpec` (tests/unit/test_kpis.py checks they agree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from fabric.records import Telemetry
+
+__all__ = [
+    "KPI", "Measurements", "METRICS", "KPIS", "by_name", "objective_kpis", "alias_metrics", "objectives",
+    "thresholds", "gates", "fmt_value", "row_from_telemetry", "per_inference", "objective_metrics", "aliased",
+    "format_kpi_table",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Measurements:
+    """What one evaluation observed, the input of every KPI's ``compute`` (pure functions of this)."""
+
+    telemetry: Sequence[Telemetry]  # one per evaluation batch
+    samples: int  # inferences in those batches (energy, spikes and synops are per inference)
+    predictions: np.ndarray
+    labels: np.ndarray
+    device_ms: Sequence[float]  # per-inference device times: the latency distribution
+    host_ms: Sequence[float]  # per-inference host compute times
+
+
+@dataclass(frozen=True, kw_only=True)
+class KPI:
+    """One figure: its names in every row shape, its direction, its bound, its computation, its format."""
+
+    name: str  # the gate it produces (accuracy, latency_p50, ...) and its id here
+    label: str  # plots and the dashboard
+    unit: str
+    better: Literal["higher", "lower"]
+    row_field: str  # field in stored evaluation rows (KPIRow, the KPI report's ``kpis``)
+    compute: Callable[[Measurements], float]
+    bound: str | None = None  # the KPISpec field that bounds it; None: reported, never gated
+    alias: str | None = None  # name in the per-inference rows of Tune (``metrics``) and compare
+    alias_label: str = ""  # label under that alias, when it differs (a per-inference mean, not a percentile)
+    alias_header: str = ""
+    live: str | None = None  # key in Serve's live KpiWindow snapshot
+    live_from: Literal["requests", "feedback"] = "requests"  # the evidence the live figure needs
+    basis: Literal["measured", "modelled", "latency", "device"] = "measured"  # see basis_for
+    wide: bool = False  # spans orders of magnitude across kinds: plots may use a log scale
+    header: str  # fixed-width tables
+    width: int
+    fmt: str
+    compact: str  # markdown and the compare table
+    md_header: str | None = None  # markdown report column; None: not in that table
+
+    @property
+    def mode(self) -> Literal["max", "min"]:
+        """The optimisation mode (Tune, Pareto) for this direction."""
+        return "max" if self.better == "higher" else "min"
+
+    @property
+    def constraint(self) -> str:
+        """The keyword a constraint on the alias takes (``min_accuracy``, ``max_latency_ms``): a floor
+        for a higher-is-better figure, a ceiling otherwise (as the spec's ``bound``)."""
+        return f"{'min' if self.better == 'higher' else 'max'}_{self.alias or self.row_field}"
+
+    def passes(self, limit: float, value: float) -> bool:
+        """The gate: at the limit passes (a NaN value fails, as it always has)."""
+        return bool(value >= limit) if self.better == "higher" else bool(value <= limit)
+
+    def breaks(self, limit: float, value: float) -> bool:
+        """The live breach rule: strictly past the limit (a NaN value never breaches)."""
+        return bool(value < limit) if self.better == "higher" else bool(value > limit)
+
+    @property
+    def breach_op(self) -> str:
+        return "<" if self.better == "higher" else ">"
+
+    def limit(self, kpi_spec: Any) -> float | None:
+        """This KPI's threshold in a KPISpec or its ``model_dump()`` dict (None: not set or not gated)."""
+        if self.bound is None or kpi_spec is None:
+            return None
+        return kpi_spec.get(self.bound) if isinstance(kpi_spec, Mapping) else getattr(kpi_spec, self.bound, None)
+
+    def basis_for(self, kind: str) -> Literal["measured", "modelled"]:
+        """Whether this figure is measured or modelled on ``kind`` (from its declared capabilities)."""
+        if self.basis in ("measured", "modelled"):
+            return self.basis  # type: ignore[return-value]
+        from fabric.kinds import capabilities
+
+        caps = capabilities(kind)
+        if self.basis == "latency":
+            return "measured" if caps.latency == "measured" else "modelled"
+        return "modelled" if caps.emulated else "measured"
+
+    def cell(self, row: Any) -> str:
+        """This KPI's right-aligned cell of the fixed-width KPI table."""
+        return f"{fmt_value(_get(row, self.row_field), self.fmt):>{self.width}}"
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if len(values) else float("nan")
+
+
+def _accuracy(m: Measurements) -> float:
+    return float(np.mean(m.predictions == m.labels))
+
+
+def _energy(m: Measurements) -> float:
+    return sum(t.energy_j for t in m.telemetry) / m.samples * 1e3
+
+
+def _spikes(m: Measurements) -> float:
+    return sum(sum(t.spikes_per_layer.values()) for t in m.telemetry) / m.samples
+
+
+def _synops(m: Measurements) -> float:
+    return sum(t.synaptic_ops for t in m.telemetry) / m.samples
+
+
+def _footprint(m: Measurements) -> float:
+    return m.telemetry[0].footprint_bytes / 1024
+
+
+METRICS: tuple[KPI, ...] = (
+    KPI(name="accuracy", label="accuracy", unit="", better="higher", row_field="accuracy", compute=_accuracy,
+        bound="min_accuracy", alias="accuracy", live="accuracy_feedback", live_from="feedback",
+        header="accuracy", width=9, fmt=".3f", compact=".3f", md_header="accuracy"),
+    KPI(name="latency_p50", label="latency p50", unit="ms", better="lower", row_field="latency_p50_ms",
+        compute=lambda m: _percentile(m.device_ms, 50), bound="max_latency_p50_ms", alias="latency_ms",
+        alias_label="latency / inference", alias_header="latency ms", live="p50_ms", basis="latency", wide=True,
+        header="lat p50 ms", width=12, fmt=".4f", compact=".4g", md_header="latency p50 ms"),
+    KPI(name="latency_p99", label="latency p99", unit="ms", better="lower", row_field="latency_p99_ms",
+        compute=lambda m: _percentile(m.device_ms, 99), bound="max_latency_p99_ms", live="p99_ms", basis="latency",
+        wide=True, header="lat p99 ms", width=12, fmt=".4f", compact=".4g", md_header="latency p99 ms"),
+    KPI(name="host_p50", label="host compute p50", unit="ms", better="lower", row_field="host_p50_ms",
+        compute=lambda m: _percentile(m.host_ms, 50), header="host p50 ms", width=12, fmt=".3f", compact=".3f"),
+    KPI(name="energy", label="energy / inference", unit="mJ", better="lower", row_field="energy_mj", compute=_energy,
+        bound="max_energy_mj", alias="energy_mj", live="energy_mj_per_inference", basis="modelled", wide=True,
+        header="energy mJ", width=12, fmt=".5f", compact=".4g", md_header="energy mJ (modelled)"),
+    KPI(name="spikes", label="spikes / inference", unit="", better="lower", row_field="spikes_per_inference",
+        compute=_spikes, header="spikes/inf", width=11, fmt=".1f", compact=".1f",
+        md_header="spikes/inf"),
+    KPI(name="synops", label="synaptic ops / inference", unit="", better="lower", row_field="synops_per_inference",
+        compute=_synops, alias="synops", header="synops/inf", width=12, fmt=".0f", compact=".0f"),
+    KPI(name="footprint", label="footprint", unit="KB", better="lower", row_field="footprint_kb", compute=_footprint,
+        bound="max_footprint_kb", alias="footprint_kb", basis="device", header="KB", width=9, fmt=".1f",
+        compact=".1f", md_header="KB"),
+)
+"""Every figure of a stored evaluation row, in the KPI table's column order."""
+
+KPIS: tuple[KPI, ...] = tuple(m for m in METRICS if m.bound is not None)
+"""The gated KPIs: each has a KPISpec threshold field and produces the gate named ``name``."""
+
+
+def by_name(name: str) -> KPI:
+    """The metric called ``name`` in any row shape: its gate name, row field or alias."""
+    for m in METRICS:
+        if name in (m.name, m.row_field, m.alias):
+            return m
+    raise KeyError(f"unknown KPI {name!r}; valid: {[m.name for m in METRICS]}")
+
+
+def objective_kpis() -> tuple[KPI, ...]:
+    """The gated KPIs with a per-inference alias: Tune's objectives and the plots' panels, in order."""
+    return tuple(m for m in KPIS if m.alias is not None)
+
+
+def alias_metrics() -> tuple[KPI, ...]:
+    """Every metric with an alias, objectives first: the figures of a compare row, in column order."""
+    return objective_kpis() + tuple(m for m in METRICS if m.alias is not None and m.bound is None)
+
+
+def objectives() -> dict[str, str]:
+    """Objective alias -> ``"max"`` / ``"min"``; the order is the tie-break order of a ranking."""
+    return {m.alias: m.mode for m in objective_kpis() if m.alias is not None}
+
+
+def thresholds(kpi_spec: Any) -> dict[str, float]:
+    """Gate name -> limit, for each KPI whose threshold the spec sets."""
+    out = {}
+    for m in KPIS:
+        lim = m.limit(kpi_spec)
+        if lim is not None:
+            out[m.name] = lim
+    return out
+
+
+def _get(row: Any, name: str) -> Any:
+    return row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
+
+
+def gates(kpi_spec: Any, row: Any) -> dict[str, bool]:
+    """Gate name -> passed, for each KPI whose threshold is set and whose value was measured.
+
+    A row whose status is not ``ok`` gets ``{"fits": False}``. The golden gate is the caller's: add
+    ``{"golden": ...}`` after these (it comes last in the stored dict).
+    """
+    if _get(row, "status") != "ok":
+        return {"fits": False}
+    out = {}
+    for m in KPIS:
+        lim, v = m.limit(kpi_spec), _get(row, m.row_field)
+        if lim is not None and v is not None:
+            out[m.name] = m.passes(lim, v)
+    return out
+
+
+def fmt_value(v: float | None, fmt: str) -> str:
+    """A value in ``fmt``, ``-`` when it was not measured."""
+    return "-" if v is None else format(v, fmt)
+
+
+def row_from_telemetry(telemetry: Sequence[Telemetry], probe: Sequence[Telemetry], predictions: np.ndarray,
+                       labels: np.ndarray) -> dict[str, Any]:
+    """The measured fields of a stored evaluation row (KPIRow): ``emulated``, every metric's
+    ``row_field`` and ``sources``. ``telemetry`` is one per evaluation batch, ``probe`` one per batch-1
+    latency probe; early exit and the row's kind and status are the caller's."""
+    m = Measurements(telemetry=telemetry, samples=len(labels), predictions=predictions, labels=labels,
+                     device_ms=[t.device_time_s * 1e3 for t in probe], host_ms=[t.host_latency_s * 1e3 for t in probe])
+    return ({"emulated": telemetry[0].emulated} | {k.row_field: k.compute(m) for k in METRICS}
+            | {"sources": dict(telemetry[0].sources)})
+
+
+def per_inference(telemetry: Telemetry, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Alias -> value for one run's batch (compare rows): latency is the batch's mean device time per
+    inference, since no batch-1 probe was run."""
+    n = max(int(telemetry.samples), 1)
+    m = Measurements(telemetry=[telemetry], samples=n, predictions=predictions, labels=labels,
+                     device_ms=[telemetry.device_time_s / n * 1e3], host_ms=[telemetry.host_latency_s / n * 1e3])
+    return {k.alias: k.compute(m) for k in alias_metrics() if k.alias is not None}
+
+
+def objective_metrics(row: Any) -> dict[str, Any]:
+    """A stored evaluation row's objectives under their aliases (a Tune row's ``metrics``)."""
+    return {m.alias: _get(row, m.row_field) for m in objective_kpis() if m.alias is not None}
+
+
+def aliased(row: Any) -> dict[str, Any]:
+    """A stored evaluation row's aliased figures (a compare row's metric fields), in column order."""
+    return {m.alias: _get(row, m.row_field) for m in alias_metrics() if m.alias is not None}
+
+
+def format_kpi_table(rows: Sequence[Any]) -> str:
+    """The KPI table ``fabric run`` prints: one column per metric, the gates, early exit and sources.
+    Rows are KPIRow objects or their dicts."""
+    head = f"{'kind':<10}{'mode':<10}" + "".join(f"{m.header:>{m.width}}" for m in METRICS) + "  gates"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        kind = _get(r, "kind")
+        if _get(r, "status") != "ok":
+            lines.append(f"{kind:<10}{'-':<10}  {_get(r, 'status')}: {_get(r, 'reason')}")
+            continue
+        gate = " ".join(f"{g}:{'PASS' if ok else 'FAIL'}" for g, ok in (_get(r, "gates") or {}).items()) or "(none set)"
+        mode = "emulated" if _get(r, "emulated") else "measured"
+        lines.append(f"{kind:<10}{mode:<10}" + "".join(m.cell(r) for m in METRICS) + f"  {gate}")
+    for r in rows:
+        if _get(r, "early_exit_accuracy") is not None:
+            lines.append(f"early exit ({_get(r, 'kind')}, Top-K cutoff): {_get(r, 'early_exit_steps_saved'):.0%} of "
+                         f"timesteps saved, accuracy {_get(r, 'accuracy'):.3f} -> {_get(r, 'early_exit_accuracy'):.3f}")
+    lines.append("latency = device time per inference (modelled for emulated kinds, measured for cpu); "
+                 "energy is modelled for every kind.")
+    for r in rows:  # per-constant sources stay in the report artifact and `fabric devices --json`
+        for what, src in sorted((_get(r, "sources") or {}).items()):
+            if not what.startswith("const."):
+                lines.append(f"  {_get(r, 'kind')} {what}: {src[:160]}")
+    return "\n".join(lines)
