@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from fabric.ir.lowering import GraphStructureError, UnsupportedNodeError  # noqa: E402
 from fabric.ir.recurrent import build_recurrent_graph  # noqa: E402
-from fabric.kinds import make_runtime, registry  # noqa: E402
+from fabric.kinds import capabilities, make_runtime, registry  # noqa: E402
 from fabric.records import FitError  # noqa: E402
 
 N_IN, N_HID, DT, BETA = 16, 8, 1e-3, 0.9
@@ -208,14 +208,14 @@ def main() -> int:
     for t in TAIL_PROBES:
         cells = []
         for kind in kinds:
-            cell, why = try_kind(kind, probe_tail(t), {"fallback": "hybrid"} if kind != "cpu" else None)
+            cell, why = try_kind(kind, probe_tail(t), {"fallback": "hybrid"} if capabilities(kind).hybrid_fallback else None)
             cells.append(cell)
             if why:
                 notes.append(f"- **hybrid tail {t} / {kind}**: {why}")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     cells = []
     for kind in kinds:
-        opts = {"fallback": "hybrid"} if kind not in ("cpu", "loihi") else None
+        opts = {"fallback": "hybrid"} if capabilities(kind).hybrid_fallback else None
         cell, why = try_kind(kind, probe_recurrent(), opts)
         cells.append(cell)
         if why:

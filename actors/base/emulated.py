@@ -26,6 +26,7 @@ from actors.base.energy import DeviceConstants, load_constants
 from fabric.ir.fallback import FALLBACK_MODES, split_for_fallback
 from fabric.ir.lowering import Handler, UnsupportedNodeError
 from fabric.ir.recurrent import has_recurrence
+from fabric.kinds import kind_package
 from fabric.records import FitError, FitReport, Program, RunResult, Telemetry
 
 __all__ = ["DeviceRun", "EmulatedRuntime", "raise_if_unfit", "rate_to_raster"]
@@ -198,7 +199,7 @@ class EmulatedRuntime(ABC):
             "energy": "modelled: " + dev.sources.pop("energy", "per-event costs x counted events + static power x device time"),
             "device_time": "modelled: " + dev.sources.pop("device_time", "see the kind's timing model"),
             "latency": "host_latency_s is measured wall time of the emulator on this host",
-            "constants": f"fabric/devices/{self.kind}.yaml",
+            "constants": kind_package(self.kind).replace(".", "/") + "/constants.yaml",
             **dev.sources,
             **{f"const.{k}": v for k, v in c.sources().items()},
         }

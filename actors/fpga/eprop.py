@@ -5,7 +5,7 @@ Why: ReckOn learns on chip with e-prop (Bellec et al., Nat. Commun. 2020; Frenke
 learning signal (the output error sent back to the hidden neurons) turns traces into weight updates,
 with no backpropagation through time. This module runs that rule on the *device's own numbers*:
 
-* forward pass = the emulator's integer datapath (actors/fpga/runtime.py): 8-bit signed weights with one
+* forward pass = the emulator's integer datapath (:mod:`actors.fpga.datapath`, shared with inference): 8-bit signed weights with one
   left shift per matrix, 16-bit saturating membranes, u1.15 hidden leak ``alpha``, u1.7 output leak
   ``kappa``, reset to zero, recurrent spikes one tick late;
 * eligibility (per synapse ``j <- i``): presynaptic trace ``xbar_i <- alpha xbar_i + x_i`` (inputs, or
@@ -28,14 +28,15 @@ contribution to the eligibility is ignored (standard e-prop for LIF). Rows of al
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from actors.fpga.datapath import ALPHA_FRAC_BITS, W_MAX, Tick, device_inputs, ticks
+
 __all__ = ["EpropState", "eprop_epoch", "forward_int"]
 
-S16_MIN, S16_MAX = -(2**15), 2**15 - 1
-W_MAX = 127
 
 
 @dataclass(kw_only=True)
@@ -55,31 +56,18 @@ class EpropState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _inputs(state: EpropState, x: np.ndarray) -> np.ndarray:
-    xin = np.rint(np.asarray(x)).astype(np.int64)
-    if state.bias_input:
-        xin = np.concatenate([xin, np.ones((*xin.shape[:2], 1), np.int64)], axis=2)
-    return xin
+def _ticks(state: EpropState, xin: np.ndarray) -> Iterator[Tick]:
+    """The core's datapath (:func:`actors.fpga.datapath.ticks`, LI outputs) on ``state``'s numbers."""
+    return ticks(xin, w_in=state.w_in, w_rec=state.w_rec, w_out=state.w_out, thr_h=state.thr_h, alpha=state.alpha,
+                 kappa=state.kappa, shifts=state.shifts, kappa_frac=state.kappa_frac)
 
 
 def forward_int(state: EpropState, x: np.ndarray) -> np.ndarray:
     """Integer forward pass (the emulator's datapath); returns the output membranes ``[B, T, n_out]``."""
-    xin = _inputs(state, x)
-    bsz, steps, _ = xin.shape
-    sh_in, sh_rec, sh_out = state.shifts
-    v_h = np.zeros((bsz, len(state.thr_h)), np.int64)
-    s_h = np.zeros_like(v_h)
-    v_o = np.zeros((bsz, state.w_out.shape[0]), np.int64)
-    out = np.zeros((bsz, steps, state.w_out.shape[0]), np.int64)
-    for t in range(steps):
-        cur = (xin[:, t] @ state.w_in.T) << sh_in
-        if state.w_rec is not None:
-            cur = cur + ((s_h @ state.w_rec.T) << sh_rec)
-        v_h = np.clip(((state.alpha * v_h) >> 15) + cur, S16_MIN, S16_MAX)
-        s_h = (v_h > state.thr_h).astype(np.int64)
-        v_h = np.where(s_h > 0, 0, v_h)
-        v_o = np.clip(((state.kappa * v_o) >> state.kappa_frac) + ((s_h @ state.w_out.T) << sh_out), S16_MIN, S16_MAX)
-        out[:, t] = v_o
+    xin = device_inputs(x, state.bias_input)
+    out = np.zeros((xin.shape[0], xin.shape[1], state.w_out.shape[0]), np.int64)
+    for t, tick in enumerate(_ticks(state, xin)):
+        out[:, t] = tick.v_o
     return out
 
 
@@ -91,13 +79,13 @@ def eprop_epoch(state: EpropState, x: np.ndarray, labels: np.ndarray, *, lr: flo
                 rng: np.random.Generator, feedback: str = "symmetric", gamma: float = 0.3,
                 b_random: np.ndarray | None = None) -> dict[str, float]:
     """One pass over ``(x [N, T, n_in], labels [N])`` in shuffled batches; updates ``state`` in place."""
-    xin_all = _inputs(state, x)
+    xin_all = device_inputs(x, state.bias_input)
     y_all = np.asarray(labels, dtype=np.int64)
     n_out, n_hid = state.w_out.shape
     sh_in, sh_rec, sh_out = state.shifts
     thr = np.maximum(state.thr_h.astype(np.float64), 1.0)
     learn_rows = (state.thr_h > 0).astype(np.float64)[:, None]  # not the always-on bias neuron
-    alpha_f = float(np.median(state.alpha)) / 2.0**15  # presynaptic traces use the core's typical leak
+    alpha_f = float(np.median(state.alpha)) / 2.0**ALPHA_FRAC_BITS  # presynaptic traces use the core's typical leak
     kappa_f = state.kappa / 2.0**state.kappa_frac
     order = rng.permutation(len(y_all))
     correct, loss_sum = 0, 0.0
@@ -106,9 +94,6 @@ def eprop_epoch(state: EpropState, x: np.ndarray, labels: np.ndarray, *, lr: flo
         xin, y = xin_all[idx], y_all[idx]
         bsz, steps, n_in = xin.shape
         onehot = np.eye(n_out)[y]
-        v_h = np.zeros((bsz, n_hid), np.int64)
-        s_h = np.zeros((bsz, n_hid), np.int64)
-        v_o = np.zeros((bsz, n_out), np.int64)
         xbar = np.zeros((bsz, n_in))
         zbar_rec = np.zeros((bsz, n_hid))
         ebar_in = np.zeros((bsz, n_hid, n_in))
@@ -120,18 +105,9 @@ def eprop_epoch(state: EpropState, x: np.ndarray, labels: np.ndarray, *, lr: flo
         w_out_n = state.w_out * 2.0**sh_out / state.s_o  # normalised output weights
         feedback_m = w_out_n.T if feedback == "symmetric" else b_random
         logit_sum = np.zeros((bsz, n_out))
-        for t in range(steps):
-            xt = xin[:, t]
-            cur = (xt @ state.w_in.T) << sh_in
-            s_prev = s_h
-            if state.w_rec is not None:
-                cur = cur + ((s_prev @ state.w_rec.T) << sh_rec)
-            v_h = np.clip(((state.alpha * v_h) >> 15) + cur, S16_MIN, S16_MAX)
-            psi = gamma * np.maximum(0.0, 1.0 - np.abs(v_h / thr - 1.0))  # before reset
-            s_h = (v_h > state.thr_h).astype(np.int64)
-            v_h = np.where(s_h > 0, 0, v_h)
-            v_o = np.clip(((state.kappa * v_o) >> state.kappa_frac) + ((s_h @ state.w_out.T) << sh_out),
-                          S16_MIN, S16_MAX)
+        for tick in _ticks(state, xin):  # forward pass = the emulator's integer datapath
+            xt, s_prev, s_h, v_o = tick.x, tick.s_prev, tick.s_h, tick.v_o
+            psi = gamma * np.maximum(0.0, 1.0 - np.abs(tick.v_h_pre / thr - 1.0))  # before reset
             # traces (forward in time, local)
             xbar = alpha_f * xbar + xt
             ebar_in = kappa_f * ebar_in + psi[:, :, None] * xbar[:, None, :]

@@ -12,7 +12,8 @@ What is modelled (ReckOn doc v1.0, ChFrenkel/ReckOn; Frenkel & Indiveri, ISSCC 2
   threshold; the output leak ``kappa`` is u1.7, one value for all outputs. Update per tick:
   ``v <- sat16(((alpha * v) >> 15) + sum(w << shift))``; spike when ``v > thr``; reset to zero
   (``SPI_RST_MODE = 1``). Hidden spikes reach the recurrent layer one tick later and the outputs in
-  the same tick (the reference semantics; an assumption about the tick's internal order).
+  the same tick (the reference semantics; an assumption about the tick's internal order). The tick is
+  :mod:`actors.fpga.datapath`, shared with on-device learning.
 * **Outputs:** ReckOn's outputs are leaky integrators. A NIR ``LI`` output is read as ReckOn does for
   classification (highest output averaged over the ticks); a NIR ``LIF`` output is emulated as that
   integrator plus a threshold comparator and reset in the FPGA readout logic (our addition to ReckOn),

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from fabric.cli.options import add_address_option, add_store_option, fail
 
 __all__ = ["add_parser", "main"]
 
@@ -38,7 +39,8 @@ def add_parser(sub: Any) -> None:
         "is listed with the exact constraint it violates.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("model", metavar="SPEC_OR_NIR", help="a spec (.yaml/.yml/.json) or a NIR graph (.nir)")
-    p.add_argument("--kinds", default="all", help="'all' (cpu + the five device kinds) or e.g. cpu,loihi,akida")
+    p.add_argument("--kinds", default="all", help="'all' (every registered kind: cpu and the device kinds) or e.g. "
+                   "cpu,loihi,akida")
     p.add_argument("--input", metavar="X.npy", help="(.nir) test spikes [N, T, inputs]")
     p.add_argument("--labels", metavar="Y.npy", help="(.nir) test labels [N], with --input")
     p.add_argument("--dataset", metavar="NAME", help="(.nir) built-in dataset to encode instead of --input")
@@ -48,15 +50,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="(.nir, --dataset) split/encoder seed (default 0)")
     p.add_argument("--fallback", choices=["none", "hybrid"], default="none",
                    help="(.nir) 'hybrid': kinds lacking a node type or recurrence run that part on cpu")
-    p.add_argument("--store", metavar="URL", help="artifact store (default $FABRIC_STORE or ./.fabric/store)")
-    p.add_argument("--address", help="(spec) Ray cluster address (default $RAY_ADDRESS or a local fabric)")
+    add_store_option(p)
+    add_address_option(p, "(spec) Ray cluster address (default $RAY_ADDRESS or a local fabric)")
     p.add_argument("--json", action="store_true", help="print the stored table as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-
-
-def _fail(msg: str, code: int = 2) -> int:
-    print(f"fabric: error: {msg}", file=sys.stderr)
-    return code
 
 
 def _graph_inputs(graph: Any) -> int:
@@ -127,7 +124,7 @@ def main(a: argparse.Namespace) -> int:
             raise ValueError(f"{a.model}: no such file")
         reg = Registry(a.store)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail(str(exc), 2)
     log = (lambda s: None) if (a.quiet or a.json) else (lambda s: print(s, flush=True))
     if path.suffix == ".nir":
         from fabric.flow.codecs import nir_from_bytes
@@ -137,7 +134,7 @@ def main(a: argparse.Namespace) -> int:
             graph = nir_from_bytes(data)
             x, y, inputs = _nir_inputs(a, graph)
         except (ValueError, KeyError, OSError) as exc:
-            return _fail(f"{a.model}: {exc}")
+            return fail(f"{a.model}: {exc}", 2)
         nir_rec = reg.put(data, kind="nir", name=path.name, extra={"format": "nir-hdf5", "source": "fabric compare"})
         rows = measure_graph(graph, x, y, kinds, fallback=None if a.fallback == "none" else a.fallback,
                              progress=not (a.quiet or a.json))
@@ -151,7 +148,7 @@ def main(a: argparse.Namespace) -> int:
         try:
             spec = load_spec(path)
         except SpecError as exc:
-            return _fail(str(exc))
+            return fail(str(exc), 2)
         spec = spec.model_copy(update={"targets": kinds})
         connect(a.address)
         summary = run_pipeline(spec, reg, progress=not (a.quiet or a.json), log=log)

@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Any
 
+from fabric.cli.options import add_store_option, add_tenant_option, fail
+
 __all__ = ["add_parser", "main", "load_served", "load_training", "run_drift"]
 
 EXIT_DRIFT = 3  # like `fabric run`'s failed gate: the command worked, the result asks for action
@@ -39,8 +41,8 @@ def add_parser(sub: Any) -> None:
                    help="smallest KS statistic that counts as drift (effect size floor, default 0.1)")
     p.add_argument("--features", default="event_rate,inter_event_interval",
                    help="comma-separated features that may trigger a retrain (default both)")
-    p.add_argument("--store", metavar="URL", help="artifact store (default $FABRIC_STORE or ./.fabric/store)")
-    p.add_argument("--tenant", help="registry namespace (default $FABRIC_TENANT, else the default tenant)")
+    add_store_option(p)
+    add_tenant_option(p)
     p.add_argument("--json", action="store_true", help="print the stored report as JSON")
 
 
@@ -91,10 +93,6 @@ def run_drift(reg: Any, served: str, training: str | None, policy: Any) -> tuple
 def main(a: argparse.Namespace) -> int:
     from fabric.flow.drift import DriftInputError, DriftPolicy
     from fabric.store.registry import ArtifactNotFound, IntegrityError, Registry
-
-    def fail(msg: str, code: int) -> int:
-        print(f"fabric: error: {msg}", file=sys.stderr)
-        return code
 
     try:
         feats = tuple(f.strip() for f in a.features.split(",") if f.strip())

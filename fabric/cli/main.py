@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from fabric.cli.options import add_address_option, add_store_option, add_tenant_option, fail
+
 __all__ = ["main", "build_parser"]
 
 EPILOG = """examples:
@@ -28,8 +30,11 @@ FABRIC_SIGNING_KEY (Ed25519 PEM path; default <store>/keys/ or ~/.fabric/keys/ f
 FABRIC_TRUSTED_KEYS (pin accepted signer key ids), FABRIC_S3_ENDPOINT_URL (MinIO-style S3 endpoint)."""
 
 
+_STORE_HELP = "artifact store: a directory or fsspec URL (default $FABRIC_STORE or ./.fabric/store)"
+
+
 def _store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", metavar="URL", help="artifact store: a directory or fsspec URL (default $FABRIC_STORE or ./.fabric/store)")
+    add_store_option(p, _STORE_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,14 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     _store_arg(p)
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.add_argument("--no-cache", action="store_true", help="recompute every stage even if its artifact exists")
-    p.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else a local fabric)")
+    add_address_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage log")
 
     p = sub.add_parser("devices", help="list device kinds, their mode, limits and resources",
                        description="Device kinds known to this fabric; with --json include every energy/latency "
                        "constant with its source and confidence.")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--address", help="also show the resources a running cluster advertises")
+    add_address_option(p, "also show the resources a running cluster advertises")
 
     p = sub.add_parser("registry", help="inspect the artifact registry", description="Inspect stored artifacts.")
     rs = p.add_subparsers(dest="rcmd", metavar="ACTION")
@@ -76,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     _store_arg(q)
     for q in rs.choices.values():
-        _tenant_arg(q)
+        add_tenant_option(q)
     _add_data_parser(sub)
     for cmd in EXTENSIONS:
         _extension(cmd).add_parser(sub)
@@ -96,18 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _fail(msg: str, code: int = 1) -> int:
-    print(f"fabric: error: {msg}", file=sys.stderr)
-    return code
-
-
 def cmd_run(a: argparse.Namespace) -> int:
     from fabric.spec import SpecError, load_spec
 
     try:
         spec = load_spec(a.spec)
     except SpecError as exc:
-        return _fail(str(exc), 2)
+        return fail(str(exc), 2)
     from fabric.connect import connect
     from fabric.flow.pipeline import (
         format_kpi_table,
@@ -189,7 +189,7 @@ def cmd_registry(a: argparse.Namespace) -> int:
     try:
         reg = Registry(a.store, tenant=a.tenant)
     except ValueError as exc:
-        return _fail(str(exc), 2)
+        return fail(str(exc), 2)
     try:
         if a.rcmd == "ls":
             recs, refused = reg.scan(a.kind)
@@ -239,8 +239,8 @@ def cmd_registry(a: argparse.Namespace) -> int:
                 _print_tree(tree)
             return 0
     except (ArtifactNotFound, IntegrityError) as exc:
-        return _fail(str(exc), 4)
-    return _fail(f"unknown registry action {a.rcmd}")
+        return fail(str(exc), 4)
+    return fail(f"unknown registry action {a.rcmd}", 1)
 
 
 def cmd_compile(a: argparse.Namespace) -> int:
@@ -253,10 +253,6 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     from fabric.cli.program import simulate_cmd
 
     return simulate_cmd(a.program, a.input, a.out, a.golden)
-
-
-def _tenant_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tenant", help="registry namespace (default $FABRIC_TENANT, else the default tenant)")
 
 
 def _add_data_parser(sub: Any) -> None:
@@ -290,7 +286,7 @@ def _add_data_parser(sub: Any) -> None:
     q.add_argument("--json", action="store_true")
     for q in ds.choices.values():
         _store_arg(q)
-        _tenant_arg(q)
+        add_tenant_option(q)
 
 
 def cmd_data(a: argparse.Namespace) -> int:
@@ -350,7 +346,7 @@ def cmd_data(a: argparse.Namespace) -> int:
         if a.dcmd == "show":
             rec = reg.record(a.id)
             if rec.kind != "dataset":
-                return _fail(f"artifact {rec.id[:12]} is a {rec.kind}, not a dataset", 2)
+                return fail(f"artifact {rec.id[:12]} is a {rec.kind}, not a dataset", 2)
             ds, splits = from_parquet_bytes(reg.get(rec.id))
             info = {"id": rec.id, "name": ds.name, "created": _fmt_time(rec.created)} | dataset_summary(ds, splits)
             if a.json:
@@ -364,10 +360,10 @@ def cmd_data(a: argparse.Namespace) -> int:
             print(f"{'preprocessing':<18}{json.dumps(pre)}")
             return 0
     except (DataError, ValueError) as exc:
-        return _fail(str(exc), 2)
+        return fail(str(exc), 2)
     except (ArtifactNotFound, IntegrityError, KeyError) as exc:
-        return _fail(str(exc).strip("'\""), 4)
-    return _fail(f"unknown data action {a.dcmd}")
+        return fail(str(exc).strip("'\""), 4)
+    return fail(f"unknown data action {a.dcmd}", 1)
 
 
 COMMANDS = {"run": cmd_run, "devices": cmd_devices, "registry": cmd_registry, "compile": cmd_compile,
@@ -400,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             return _extension(a.cmd).main(a)
         return COMMANDS[a.cmd](a)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return fail("interrupted", 130)
 
 
 if __name__ == "__main__":
