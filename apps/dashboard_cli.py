@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fabric.cli.options import add_store_option, add_tenant_option, fail
+
 __all__ = ["add_parser", "main", "streamlit_command"]
 
 APP = Path(__file__).resolve().with_name("dashboard.py")
@@ -24,8 +26,8 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  fabric dashboard                                  local store, http://127.0.0.1:8501\n"
         "  fabric dashboard --store s3://bucket/store --serve-url http://127.0.0.1:8000 --ray-address auto")
-    p.add_argument("--store", metavar="URL", help="artifact store (default $FABRIC_STORE or ./.fabric/store)")
-    p.add_argument("--tenant", help="registry namespace (default $FABRIC_TENANT, else the default tenant)")
+    add_store_option(p)
+    add_tenant_option(p)
     p.add_argument("--port", type=int, default=8501, help="HTTP port (default 8501)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     p.add_argument("--serve-url", metavar="URL", help="Ray Serve ingress for live status, e.g. http://127.0.0.1:8000 "
@@ -66,8 +68,7 @@ def streamlit_command(a: argparse.Namespace) -> list[str]:
 
 def main(a: argparse.Namespace) -> int:
     if not 0 < a.port < 65536:
-        print(f"fabric: error: --port must be 1-65535, got {a.port}", file=sys.stderr)
-        return 2
+        return fail(f"--port must be 1-65535, got {a.port}", 2)
     cmd = streamlit_command(a)
     print(f"dashboard on http://{a.host}:{a.port}  (store {cmd[cmd.index('--store') + 1]}; Ctrl-C to stop)", flush=True)
     token = a.serve_token or os.environ.get("FABRIC_SERVE_TOKEN") or _saved_serve().get("token")

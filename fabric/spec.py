@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,8 +55,35 @@ class SpecError(ValueError):
         super().__init__(f"invalid {source}: {first}")
 
 
+# Sane upper bounds: a value past these is a typo or an attack, never a run (issue #18, validation at the door).
+MAX_BATCH_SIZE = 65_536
+MAX_LAYER_SIZE = 1_000_000
+MAX_LR = 10.0
+MAX_THRESHOLD = 1e6
+MAX_SEED = 2**32 - 1  # numpy's seed range
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: every float field of a spec is finite (``.inf``/``.nan`` in YAML are refused)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """The path of the first NaN/inf number inside ``value`` (a nested dict/list), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for k, v in items:
+        sub = f"{path}[{k}]" if isinstance(k, int) else (f"{path}.{k}" if path else str(k))
+        hit = _non_finite(v, sub)
+        if hit is not None:
+            return hit
+    return None
 
 
 class DatasetSpec(_Strict):
@@ -96,6 +124,10 @@ class EncoderSpec(_Strict):
         # a typo or a bad value must fail here, naming encoder.params.X, not deep inside the encode stage
         from fabric.data.encode import EncoderParamError, validate_encoder_params
 
+        bad = _non_finite(v)
+        if bad is not None:
+            raise PydanticCustomError("encoder_param", "must be a finite number, got {value}",
+                                      {"param": bad, "value": _dig(v, bad), "reason": "non-finite"})
         if "name" not in info.data:
             return v
         try:
@@ -111,7 +143,7 @@ class ModelSpec(_Strict):
     template: Literal["lif_mlp"] = "lif_mlp"
     hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
     beta: float = Field(0.9, gt=0.0, lt=1.0, description="membrane decay per step")
-    threshold: float = Field(1.0, gt=0.0)
+    threshold: float = Field(1.0, gt=0.0, le=MAX_THRESHOLD)
 
     @field_validator("hidden")
     @classmethod
@@ -119,13 +151,15 @@ class ModelSpec(_Strict):
         for i, h in enumerate(v):
             if h <= 0:
                 raise ValueError(f"hidden[{i}] must be > 0, got {h}")
+            if h > MAX_LAYER_SIZE:
+                raise ValueError(f"hidden[{i}] must be <= {MAX_LAYER_SIZE}, got {h}")
         return v
 
 
 class TrainSpec(_Strict):
     epochs: int = Field(8, gt=0, le=1000)
-    batch_size: int = Field(64, gt=0)
-    lr: float = Field(5e-3, gt=0.0)
+    batch_size: int = Field(64, gt=0, le=MAX_BATCH_SIZE)
+    lr: float = Field(5e-3, gt=0.0, le=MAX_LR)
     device: Literal["cpu", "cuda", "auto"] = "auto"
     mismatch_cv: float = Field(0.0, ge=0.0, lt=1.0, description="mismatch-aware training: per-batch log-normal "
                                "weight gain per neuron and sign with this CV, ramped up over the first half of "
@@ -172,7 +206,7 @@ class CompressSpec(_Strict):
     qat_bits: int | Literal["auto"] | None = None
     state_bits: int | None = Field(None, ge=2, le=32)
     finetune_epochs: int = Field(1, ge=0, le=100)
-    finetune_lr: float = Field(2e-3, gt=0.0)
+    finetune_lr: float = Field(2e-3, gt=0.0, le=MAX_LR)
     deploy: Literal["last", "baseline", "structured", "pruned", "qat", "state"] = "last"
 
     @field_validator("qat_bits")
@@ -241,8 +275,8 @@ class SearchSpaceSpec(_Strict):
     @classmethod
     def _layers(cls, v: list[list[int]] | None) -> list[list[int]] | None:
         for i, choice in enumerate(v or []):
-            if not choice or any(h <= 0 for h in choice):
-                raise ValueError(f"hidden[{i}] must be a non-empty list of sizes > 0, got {choice}")
+            if not choice or any(h <= 0 or h > MAX_LAYER_SIZE for h in choice):
+                raise ValueError(f"hidden[{i}] must be a non-empty list of sizes in 1..{MAX_LAYER_SIZE}, got {choice}")
         return v
 
     @field_validator("weight_bits")
@@ -292,8 +326,8 @@ class Spec(_Strict):
     early_exit: EarlyExitSpec = Field(default_factory=EarlyExitSpec)
     compress: CompressSpec = Field(default_factory=CompressSpec)
     golden: GoldenSpec = Field(default_factory=GoldenSpec)
-    seed: int = Field(0, ge=0)
-    eval_batch_size: int = Field(128, gt=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    eval_batch_size: int = Field(128, gt=0, le=MAX_BATCH_SIZE)
     search_space: SearchSpaceSpec = Field(default_factory=SearchSpaceSpec)
 
     @field_validator("targets")
@@ -337,6 +371,15 @@ class Spec(_Strict):
         """sha256 of the canonical JSON form: the spec's identity in lineage and caches."""
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
+
+
+def _dig(value: Any, path: str) -> Any:
+    """The value at a ``_non_finite`` path (for the message)."""
+    import re
+
+    for part in re.findall(r"[^.\[\]]+", path):
+        value = value[int(part)] if isinstance(value, list | tuple) else value[part]
+    return value
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

@@ -8,9 +8,10 @@ import json
 import os
 import secrets
 import socket
-import sys
 from pathlib import Path
 from typing import Any
+
+from fabric.cli.options import add_address_option, add_store_option, add_tenant_option, fail
 
 __all__ = ["add_parser", "main", "STATE_FILE"]
 
@@ -26,7 +27,9 @@ EPILOG = """examples:
   fabric serve status / snapshot / shutdown
 
 Admin calls send FABRIC_SERVE_TOKEN (or the token `deploy` generated and saved, mode 0600, in
-.fabric/serve.json with the URL). Latency in status: p50_ms/p99_ms = modelled device time per
+.fabric/serve.json with the URL; it is never printed). --predict-token (or $FABRIC_SERVE_PREDICT_TOKEN)
+makes /v1/predict and /v1/feedback answer 401 without `Authorization: Bearer <predict token>`.
+Ray's own token auth is left on: give RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH where the cluster uses it. Latency in status: p50_ms/p99_ms = modelled device time per
 inference (what the spec's max_latency_*_ms gates); serving_*_ms = measured ingress wall time.
 exit codes: 0 ok, 1 server/cluster problem, 2 bad input (one line naming the field)."""
 
@@ -39,7 +42,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _deploy_args(p: argparse.ArgumentParser, role: str) -> None:
     p.add_argument("model_id", metavar="MODEL_ID", help="deployment or program artifact id (model/nir ids with --kind)")
-    p.add_argument("--kind", help="device kind (loihi, akida, spinnaker, fpga, dynapse, cpu)")
+    from fabric.kinds import kinds
+
+    p.add_argument("--kind", help=f"device kind ({', '.join(kinds())})")
     p.add_argument("--replicas", type=int, default=1, help="Serve replicas of this version (default 1)")
     p.add_argument("--version", help="version name (default v1, v2, ...)")
     p.add_argument("--placement", choices=("pool", "replica"), default="pool",
@@ -65,11 +70,14 @@ def add_parser(sub: Any) -> None:
                       description="Start Serve and the ingress if needed, then deploy MODEL_ID as the primary.")
     _deploy_args(q, "primary")
     q.add_argument("--port", type=int, help="HTTP port on 127.0.0.1 (default 8000, or a free port if taken)")
-    q.add_argument("--address", help="Ray cluster (default $RAY_ADDRESS; without one a local fabric runs until Ctrl-C)")
-    q.add_argument("--store", help="artifact store (default $FABRIC_STORE or ./.fabric/store)")
-    q.add_argument("--tenant", help="registry tenant (default $FABRIC_TENANT)")
+    add_address_option(q, "Ray cluster (default $RAY_ADDRESS; without one a local fabric runs until Ctrl-C)")
+    add_store_option(q)
+    add_tenant_option(q, "registry tenant (default $FABRIC_TENANT)")
     q.add_argument("--app", default="fabric", help="application name (default fabric)")
     q.add_argument("--gate-predict", action="store_true", help="predict and feedback also require the token")
+    q.add_argument("--predict-token", action="store_true",
+                   help="predict and feedback require a predict token ($FABRIC_SERVE_PREDICT_TOKEN, else generated "
+                        "and saved with the admin token); off by default")
     q = ss.add_parser("canary", help="deploy MODEL_ID as a canary with a traffic weight")
     _deploy_args(q, "canary")
     q = ss.add_parser("shadow", help="deploy MODEL_ID as a shadow (gets a copy of traffic)")
@@ -91,12 +99,7 @@ def add_parser(sub: Any) -> None:
     q.add_argument("version", metavar="VERSION", nargs="?")
     _common(q)
     q = ss.add_parser("shutdown", help="stop every Serve application on the cluster")
-    q.add_argument("--address", help="Ray cluster (default $RAY_ADDRESS)")
-
-
-def _fail(msg: str, code: int = 2) -> int:
-    print(f"fabric serve: {msg}", file=sys.stderr)
-    return code
+    add_address_option(q, "Ray cluster (default $RAY_ADDRESS)")
 
 
 def _saved() -> dict[str, Any]:
@@ -120,7 +123,7 @@ def _client(a: argparse.Namespace) -> Any:
     url = a.url or os.environ.get("FABRIC_SERVE_URL") or saved.get("url")
     token = a.token or os.environ.get("FABRIC_SERVE_TOKEN") or saved.get("token")
     if not url:
-        raise SystemExit(_fail("no server: run `fabric serve deploy` first or give --url"))
+        raise SystemExit(fail("no server: run `fabric serve deploy` first or give --url", 2))
     return ServeClient(url, token)
 
 
@@ -131,10 +134,10 @@ def _port(preferred: int | None) -> int:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 if preferred:
-                    raise SystemExit(_fail(f"--port: 127.0.0.1:{port} is in use")) from None
+                    raise SystemExit(fail(f"--port: 127.0.0.1:{port} is in use", 2)) from None
                 continue
             return s.getsockname()[1]
-    raise SystemExit(_fail("no free port on 127.0.0.1"))
+    raise SystemExit(fail("no free port on 127.0.0.1", 2))
 
 
 def _print(a: argparse.Namespace, body: Any, line: str) -> None:
@@ -166,8 +169,7 @@ def _deploy(a: argparse.Namespace) -> int:
     from serve._private.client import ServeClient
 
     address = a.address or os.environ.get("RAY_ADDRESS")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    connect(address)
+    connect(address)  # Ray's token auth stays as the cluster has it (RAY_AUTH_TOKEN[_PATH] / ~/.ray/auth_token)
     from ray import serve
 
     saved = _saved()
@@ -175,24 +177,32 @@ def _deploy(a: argparse.Namespace) -> int:
     token = a.token or os.environ.get("FABRIC_SERVE_TOKEN") or (saved.get("token") if running else None)
     generated = token is None
     token = token or secrets.token_urlsafe(24)
+    predict_token = os.environ.get("FABRIC_SERVE_PREDICT_TOKEN") or (saved.get("predict_token") if running else None)
+    if getattr(a, "predict_token", False) and not predict_token:
+        predict_token = secrets.token_urlsafe(24)
     if running:
         url = a.url or saved.get("url")
         if not url:
-            return _fail(f"app {a.app!r} is already running but its URL is unknown: give --url")
+            return fail(f"app {a.app!r} is already running but its URL is unknown: give --url", 2)
     else:
         from serve._private.factory import start_ingress
 
         store = os.path.abspath(a.store) if a.store and "://" not in a.store else (a.store or default_store_url())
         url = start_ingress(app=a.app, store=store, tenant=a.tenant, token=token, port=_port(a.port),
-                            gate_predict=a.gate_predict)
-    _save({"url": url, "token": token, "app": a.app, "address": address})
+                            gate_predict=a.gate_predict, predict_token=predict_token)
+    state = {"url": url, "token": token, "app": a.app, "address": address}
+    if predict_token:
+        state["predict_token"] = predict_token
+    _save(state)
     c = ServeClient(url, token)
     body = c.deploy(a.model_id, kind=a.kind, replicas=a.replicas, role="primary", version=a.version,
                     placement=a.placement)
     _print(a, body, f"serving {body['version']} ({body['kind']}, {a.replicas} replica(s)) at {url}  "
                     f"[/v1/predict, /docs, /metrics]")
-    if generated:
-        print(f"admin token (saved to {STATE_FILE}, mode 0600): {token}")
+    if generated:  # the token itself never goes to stdout (logs, CI output, shell scrollback)
+        print(f"admin token saved to {STATE_FILE.resolve()} (mode 0600, key 'token')")
+    if predict_token:
+        print(f"predict token required on /v1/predict: saved to {STATE_FILE.resolve()} (mode 0600, key 'predict_token')")
     if not address:
         import time
 
@@ -214,8 +224,7 @@ def main(a: argparse.Namespace) -> int:
 
             address = a.address or os.environ.get("RAY_ADDRESS") or _saved().get("address")
             if not address:
-                return _fail("--address: no cluster given (a local `fabric serve deploy` stops with Ctrl-C)")
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+                return fail("--address: no cluster given (a local `fabric serve deploy` stops with Ctrl-C)", 2)
             connect(address)
             from ray import serve
 
@@ -251,10 +260,10 @@ def main(a: argparse.Namespace) -> int:
             _print(a, b, f"served-inputs {b['artifact'][:12]}: {b['samples']} samples {b['shape']} of {b['version']}")
         return 0
     except ServeHTTPError as exc:
-        return _fail(exc.message, 2 if exc.status < 500 else 1)
+        return fail(exc.message, 2 if exc.status < 500 else 1)
     except OSError as exc:
-        return _fail(f"cannot reach the server: {exc}", 1)
+        return fail(f"cannot reach the server: {exc}", 1)
     except Exception as exc:  # httpx transport errors and Ray connection failures: one line, no traceback
         if type(exc).__module__.startswith("httpx"):
-            return _fail(f"cannot reach the server: {exc}", 1)
+            return fail(f"cannot reach the server: {exc}", 1)
         raise

@@ -1,10 +1,26 @@
-"""Shared fixtures for both tiers: small, seeded specs and a temporary store."""
+"""Shared fixtures for both tiers: small, seeded specs and a temporary store.
+
+Keys: no test may touch the real user's signing key or trust list, so ``FABRIC_HOME`` points at a
+temporary directory for the whole session, set here at import time (before any fixture starts a Ray
+cluster, whose processes, and so Serve replicas, Tune trials and tasks, inherit it and find the same key).
+"""
 
 from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
 
 import pytest
 
 from fabric.spec import parse_spec
+
+for _var in ("FABRIC_SIGNING_KEY", "FABRIC_TRUST", "FABRIC_TRUST_ADMIN", "FABRIC_TRUSTED_KEYS"):
+    os.environ.pop(_var, None)  # a developer's own key settings must not leak into the tests
+FABRIC_HOME = tempfile.mkdtemp(prefix="fabric-home-")
+os.environ["FABRIC_HOME"] = FABRIC_HOME
+atexit.register(shutil.rmtree, FABRIC_HOME, ignore_errors=True)
 
 TINY = {
     "name": "tiny",

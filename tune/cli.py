@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
+
+from fabric.cli.options import add_address_option, add_store_option, fail
 
 __all__ = ["add_parser", "main"]
 
@@ -42,15 +43,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--storage-path", metavar="DIR", help="Tune experiment root (default <store>/tune)")
     p.add_argument("--select", metavar="EXPR", help='pick the best feasible model, e.g. "latency_ms<5 and energy_mj<0.5"')
     p.add_argument("--from", dest="from_id", metavar="PARETO_ID", help="apply --select to a stored pareto artifact")
-    p.add_argument("--store", metavar="URL", help="artifact store (default $FABRIC_STORE or ./.fabric/store)")
-    p.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else a local fabric)")
+    add_store_option(p)
+    add_address_option(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
-
-
-def _fail(msg: str, code: int = 2) -> int:
-    print(f"fabric: error: {msg}", file=sys.stderr)
-    return code
 
 
 def _fmt(v: Any, spec: str) -> str:
@@ -78,11 +74,11 @@ def _select(rows: list[dict[str, Any]], expr: str, as_json: bool, pareto_id: str
     try:
         hit = select(rows, expr)
     except SelectError as exc:
-        return _fail(str(exc), 2)
+        return fail(str(exc), 2)
     if hit is None:
         if as_json:
             print(json.dumps({"select": expr, "pareto_id": pareto_id, "selected": None}))
-        return _fail(f"no measured model satisfies {expr!r} (pareto {pareto_id[:12]})", 3)
+        return fail(f"no measured model satisfies {expr!r} (pareto {pareto_id[:12]})", 3)
     i, row = hit
     if as_json:
         print(json.dumps({"select": expr, "pareto_id": pareto_id, "index": i, "selected": row}, default=str))
@@ -100,29 +96,29 @@ def main(args: argparse.Namespace) -> int:
     reg = Registry(args.store)
     if args.from_id:
         if not args.select:
-            return _fail("--from needs --select EXPR", 2)
+            return fail("--from needs --select EXPR", 2)
         try:
             rec = reg.record(args.from_id)
         except (ArtifactNotFound, ValueError) as exc:
-            return _fail(f"--from: {exc}", 2)
+            return fail(f"--from: {exc}", 2)
         if rec.kind != "pareto":
-            return _fail(f"--from: artifact {rec.id[:12]} is a {rec.kind!r}, not a 'pareto'", 2)
+            return fail(f"--from: artifact {rec.id[:12]} is a {rec.kind!r}, not a 'pareto'", 2)
         return _select(reg.get_json(rec.id)["trials"], args.select, args.json, rec.id)
     if not args.spec:
-        return _fail("tune needs SPEC (or --from PARETO_ID with --select)", 2)
+        return fail("tune needs SPEC (or --from PARETO_ID with --select)", 2)
     if args.select:  # validate the expression before spending any compute
         from tune._pareto import SelectError, parse_select
 
         try:
             parse_select(args.select)
         except SelectError as exc:
-            return _fail(str(exc), 2)
+            return fail(str(exc), 2)
     from fabric.spec import SpecError, load_spec
 
     try:
         spec = load_spec(args.spec)
     except SpecError as exc:
-        return _fail(str(exc), 2)
+        return fail(str(exc), 2)
     from fabric.connect import connect
     from tune._run import TuneError, run_tune
 
@@ -131,9 +127,9 @@ def main(args: argparse.Namespace) -> int:
 
     bad = [k for k in kinds or [] if k not in registered()]
     if bad:  # before any cluster is started
-        return _fail(f"--kinds: unknown device kind(s) {bad}; valid: {registered()}", 2)
+        return fail(f"--kinds: unknown device kind(s) {bad}; valid: {registered()}", 2)
     if args.samples < 1:
-        return _fail("--samples: must be >= 1", 2)
+        return fail("--samples: must be >= 1", 2)
     quiet = args.quiet or args.json
     try:
         connect(args.address)
@@ -142,7 +138,7 @@ def main(args: argparse.Namespace) -> int:
                        early_stop=not args.no_early_stop,
                        progress=not quiet, log=(lambda s: None) if quiet else (lambda s: print(s, flush=True)))
     except TuneError as exc:
-        return _fail(str(exc), 2)
+        return fail(str(exc), 2)
     if args.select:
         if not args.json:
             print(format_rows(res.rows, res.front))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 from typing import Any
 
 from fabric.cli.options import add_store_option, add_tenant_option, fail

@@ -380,6 +380,7 @@ EXTENSIONS: dict[str, str] = {
     "tune": "tune.cli",
     "serve": "serve.cli",
     "compare": "fabric.cli.compare",
+    "keys": "fabric.cli.keys",
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import nir
 import numpy as np
 
+from fabric.cli.options import fail
 from fabric.ir.lowering import GraphStructureError, UnsupportedNodeError
 from fabric.kinds import UnknownKindError, capabilities, kinds, make_runtime
 from fabric.records import (
@@ -27,33 +28,26 @@ from fabric.records import (
 __all__ = ["compile_cmd", "simulate_cmd"]
 
 
-def _err(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
 def compile_cmd(graph_path: str | Path, kind: str, out_path: str | Path) -> int:
     """Compile a NIR file for ``kind``; print the fit report; write the program bytes to ``out_path``."""
     try:
         runtime = make_runtime(kind)
     except UnknownKindError as exc:
-        _err(f"error: {exc}")
-        return 1
+        return fail(exc, 1)
     try:
         graph = nir.read(str(graph_path))
     except (OSError, KeyError, ValueError) as exc:
-        _err(f"error: cannot read NIR graph {graph_path}: {exc}")
-        return 1
+        return fail(f"cannot read NIR graph {graph_path}: {exc}", 1)
     try:
         program = runtime.compile(graph)
     except FitError as exc:
         print(exc.report.table())
-        _err(f"error: {exc}")
+        fail(exc, 2)
         for item in exc.report.violations:
-            _err(f"  violated: {item.describe()}")
+            print(f"  violated: {item.describe()}", file=sys.stderr)
         return 2
     except (UnsupportedNodeError, GraphStructureError) as exc:
-        _err(f"error: {exc}")
-        return 1
+        return fail(exc, 1)
     print(program.fit.table())
     data = program.to_bytes()
     Path(out_path).write_bytes(data)
@@ -67,33 +61,26 @@ def simulate_cmd(prog_path: str | Path, input_npy: str | Path, out_npy: str | Pa
     try:
         program = Program.from_bytes(Path(prog_path).read_bytes())
     except (OSError, KeyError, ValueError) as exc:
-        _err(f"error: cannot read program {prog_path}: {exc}")
-        return 1
+        return fail(f"cannot read program {prog_path}: {exc}", 1)
     try:
         if golden and not capabilities(program.kind).reference:
             with_ref = [k for k in kinds() if capabilities(k).reference]
-            _err(f"error: --golden needs a kind with a reference engine ({with_ref}); this program is for "
-                 f"{program.kind!r}")
-            return 1
+            return fail(f"--golden needs a kind with a reference engine ({with_ref}); this program is for "
+                        f"{program.kind!r}", 1)
         runtime = make_runtime(program.kind, **({"golden": True} if golden else {}))
         runtime.load(program)
         spikes = np.load(str(input_npy), allow_pickle=False)
         result = runtime.run(spikes, record_raster=True)
     except UnknownKindError as exc:
-        _err(f"error: {exc}")
-        return 1
+        return fail(exc, 1)
     except ReferenceUnavailable as exc:
-        _err(f"error: {exc}")
-        return 3
+        return fail(exc, 3)
     except ReferenceMismatch as exc:
-        _err(f"error: {exc}")
-        return 4
+        return fail(exc, 4)
     except ReferenceCheckError as exc:
-        _err(f"error: {exc}")
-        return 3
+        return fail(exc, 3)
     except (OSError, ValueError) as exc:
-        _err(f"error: {exc}")
-        return 1
+        return fail(exc, 1)
     assert result.raster is not None
     np.save(str(out_npy), result.raster.astype(np.uint8))
     tel = result.telemetry

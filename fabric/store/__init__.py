@@ -16,14 +16,22 @@ from fabric.store.registry import (  # noqa: F401
     sbom,
 )
 from fabric.store.signing import (  # noqa: F401
+    ENV_HOME,
     ENV_KEY,
+    ENV_TRUST,
+    ENV_TRUST_ADMIN,
     ENV_TRUSTED,
     Keyring,
     SignatureError,
     Signer,
+    TrustError,
+    TrustList,
     canonical,
     default_key_path,
+    fabric_home,
     key_id_of,
+    signing_key_path,
+    trust_path,
 )
 
 __all__ = [
@@ -46,4 +54,12 @@ __all__ = [
     "key_id_of",
     "ENV_KEY",
     "ENV_TRUSTED",
+    "ENV_HOME",
+    "ENV_TRUST",
+    "ENV_TRUST_ADMIN",
+    "TrustList",
+    "TrustError",
+    "fabric_home",
+    "signing_key_path",
+    "trust_path",
 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
@@ -46,6 +47,7 @@ DEFAULT_TENANT = "default"
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _CACHE_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 _HEX = frozenset("0123456789abcdef")
+log = logging.getLogger(__name__)
 
 
 class IntegrityError(RuntimeError):
@@ -158,10 +160,14 @@ class Registry:
 
     @property
     def signer(self) -> Signer:
-        """The signing key, loaded (or generated once) on first write and published to the keyring."""
+        """The signing key (kept outside the store), loaded or generated once on first write; its public
+        key is published to the store's keyring. On first use with no trust list it becomes the admin;
+        a retired or revoked key is refused here (see :meth:`Keyring.adopt`)."""
         if self._signer is None:
-            self._signer = Signer.for_store(self.store, self._signing_key)
-            self.keyring.register(self._signer)
+            signer = Signer.for_store(self.store, self._signing_key)
+            self.keyring.adopt(signer)
+            self.keyring.register(signer)
+            self._signer = signer
         return self._signer
 
     def _k(self, key: str) -> str:
@@ -177,12 +183,14 @@ class Registry:
     def put(self, data: bytes | Iterable[bytes] | IO[bytes], *, kind: str, name: str,
             parents: list[str] | tuple[str, ...] = (), spec_hash: str | None = None,
             seeds: dict[str, int] | None = None, device_id: str | None = None,
-            extra: dict[str, Any] | None = None) -> ArtifactRecord:
+            extra: dict[str, Any] | None = None, replace_invalid: bool = False) -> ArtifactRecord:
         """Store ``data`` (bytes, or chunks / a binary file for large artifacts) and its signed record.
 
         Idempotent: same bytes -> same id; the first valid record is kept. The bytes are (re)written
-        every time, atomically, so a re-put repairs a damaged object; a record that no longer
-        verifies is replaced with a freshly signed one (with a warning).
+        every time, atomically, so a re-put repairs a damaged object. A record that no longer verifies
+        (tampered, or signed by a key that is not trusted) is *refused* with an IntegrityError, never
+        silently re-signed: re-signing it is an explicit admin action (``replace_invalid=True`` with
+        the trust list's admin key), logged as a warning.
         """
         if kind not in KINDS:
             raise ValueError(f"artifact kind {kind!r} is not one of {KINDS}")
@@ -191,7 +199,7 @@ class Registry:
         parent_ids = [self.record(p).id for p in parents]  # must exist and verify in this tenant
         signer = self.signer
         if kind != "sbom" and self._sbom_id is None:
-            self._sbom_id = self.put(sbom(), kind="sbom", name="environment").id
+            self._sbom_id = self.put(sbom(), kind="sbom", name="environment", replace_invalid=replace_invalid).id
         if isinstance(data, (bytes, bytearray, memoryview)):
             blob = bytes(data)
             aid, size = hashlib.sha256(blob).hexdigest(), len(blob)
@@ -203,7 +211,7 @@ class Registry:
         except ArtifactNotFound:
             pass
         except IntegrityError as exc:
-            warnings.warn(f"replacing a record that failed verification: {exc}", stacklevel=2)
+            self._check_replace(exc, replace_invalid)
         rec = ArtifactRecord(id=aid, kind=kind, name=name, size=size, parents=parent_ids, spec_hash=spec_hash,
                              code_version=code_version(), sbom=self._sbom_id if kind != "sbom" else None,
                              seeds=dict(seeds or {}), device_id=device_id, extra=dict(extra or {}), tenant=self.tenant)
@@ -214,6 +222,19 @@ class Registry:
         # the record is written last: an artifact is visible only once its bytes are complete
         self.store.write(self._rkey(aid), json.dumps(body, sort_keys=True, indent=1).encode())
         return rec
+
+    def _check_replace(self, exc: IntegrityError, replace_invalid: bool) -> None:
+        """Allow re-signing a record that failed verification only when asked and by the admin key."""
+        if not replace_invalid:
+            raise IntegrityError(f"{exc}; not replacing it (an admin re-signs with put(..., replace_invalid=True) "
+                                 "after checking the artifact)") from None
+        tl = self.keyring.trust_list()
+        if tl is None or tl.admin != self.signer.key_id:
+            admin = tl.admin if tl is not None else "none"
+            raise IntegrityError(f"{exc}; replace_invalid needs the trust list's admin key ({admin}), this host signs "
+                                 f"with {self.signer.key_id}") from None
+        log.warning("admin key %s re-signs a record that failed verification in %s: %s", self.signer.key_id,
+                    self.url, exc)
 
     def put_json(self, obj: Any, **kw: Any) -> ArtifactRecord:
         return self.put(json.dumps(obj, sort_keys=True, indent=1, default=_jsonable).encode(), **kw)

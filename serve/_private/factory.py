@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from serve._private.ingress import Ingress
+from serve._private.ingress import Ingress, token_digest
 from serve._private.model import ModelServer, split_result
 
 __all__ = ["ModelReplica", "IngressDeployment", "deploy_model_app", "start_ingress", "DEVICE_SHARE",
@@ -100,15 +100,19 @@ def deploy_model_app(app_name: str, *, store: str, tenant: str | None, info: dic
 
 
 def start_ingress(*, app: str, store: str, token: str, port: int, tenant: str | None = None,
-                  gate_predict: bool = False, policy: dict[str, Any] | None = None,
+                  gate_predict: bool = False, predict_token: str | None = None, policy: dict[str, Any] | None = None,
                   device_share: float = DEVICE_SHARE, seed: int | None = None) -> str:
     """Start Serve's HTTP proxy on 127.0.0.1:``port`` (if not running) and the ingress app at ``/``.
 
+    The tokens reach the deployment as SHA-256 digests only: Serve keeps init arguments in its
+    controller's config (and replays them on restarts), which is no place for a usable credential.
     Returns the base URL.
     """
     # One proxy on the head: replicas may land on any node, but on a one-machine multi-node cluster a proxy
     # per node would all want the same port; clients reach one address either way.
     serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
-    serve.run(IngressDeployment.bind(app=app, store=store, tenant=tenant, token=token, gate_predict=gate_predict,
+    serve.run(IngressDeployment.bind(app=app, store=store, tenant=tenant, token_sha256=token_digest(token),
+                                     gate_predict=gate_predict,
+                                     predict_token_sha256=token_digest(predict_token) if predict_token else None,
                                      policy=policy, device_share=device_share, seed=seed), name=app, route_prefix="/")
     return f"http://127.0.0.1:{port}"

@@ -8,6 +8,7 @@ rollback is a single, ordered decision; the model replicas behind it scale per v
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import io
 import time
@@ -27,6 +28,7 @@ from serve._private.model import encode_inputs
 from serve._private.resolve import ModelInfo, ResolveError, resolve_model
 from serve._private.schemas import (
     MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
     VERSION_RE,
     DeployRequest,
     FeedbackRequest,
@@ -42,7 +44,7 @@ from serve._private.schemas import (
 )
 from serve._private.traffic import TrafficError, TrafficState, VersionState
 
-__all__ = ["build_app", "Ingress", "INPUT_WINDOW", "LATENCY_DEFINITION"]
+__all__ = ["build_app", "Ingress", "BodyLimit", "BodyTooLarge", "token_digest", "INPUT_WINDOW", "LATENCY_DEFINITION"]
 
 INPUT_WINDOW = 512  # encoded inputs kept per version for drift snapshots
 FEEDBACK_MEMORY = 8192  # request ids remembered for /v1/feedback
@@ -55,6 +57,116 @@ LATENCY_DEFINITION = ("p50_ms/p99_ms: modelled device time per inference (batch 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message})
+
+
+def token_digest(token: str) -> str:
+    """SHA-256 hex of a bearer token: what the ingress keeps (and Serve stores as an init argument),
+    so the deployment config never holds a usable credential."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class BodyTooLarge(RequestProblem):
+    """The request body passed the byte budget while it was streaming in (chunked, or a short Content-Length)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"body: more than {limit} bytes > limit {limit} (stopped reading)")
+
+
+class JsonTooDeep(RequestProblem):
+    """A JSON body nested deeper than ``MAX_JSON_DEPTH`` (refused before it is parsed)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(400, f"body: JSON nested deeper than {limit} levels")
+
+
+class _JsonDepth:
+    """Incremental bracket-depth scanner (strings and escapes aware): O(1) memory per request."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.depth, self.in_str, self.esc = limit, 0, False, False
+
+    def feed(self, chunk: bytes) -> None:
+        depth, in_str, esc = self.depth, self.in_str, self.esc
+        if not in_str and b'"' not in chunk and depth + chunk.count(b"[") + chunk.count(b"{") <= self.limit:
+            self.depth = max(0, depth + chunk.count(b"[") + chunk.count(b"{") - chunk.count(b"]") - chunk.count(b"}"))
+            return  # fast path: no strings and the depth cannot pass the limit inside this chunk
+        for b in chunk:
+            if in_str:
+                if esc:
+                    esc = False
+                elif b == 0x5C:  # backslash
+                    esc = True
+                elif b == 0x22:
+                    in_str = False
+            elif b == 0x22:
+                in_str = True
+            elif b in (0x5B, 0x7B):  # [ {
+                depth += 1
+                if depth > self.limit:
+                    raise JsonTooDeep(self.limit)
+            elif b in (0x5D, 0x7D):
+                depth = max(0, depth - 1)
+        self.depth, self.in_str, self.esc = depth, in_str, esc
+
+
+class BodyLimit:
+    """Pure ASGI middleware: the request body's byte budget (and JSON depth) enforced as it streams in.
+
+    A ``Content-Length`` over the limit is refused before any byte is read; a chunked (or lying)
+    body is counted chunk by chunk and refused with 413 the moment it passes the limit - the rest is
+    never read, so memory stays constant whatever the client sends. FastAPI turns errors raised
+    while it reads a body into a 400, so whatever the app answers after an overflow is replaced by
+    the 413 here.
+    """
+
+    def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES, max_json_depth: int = MAX_JSON_DEPTH) -> None:
+        self.app, self.max_bytes, self.max_json_depth = app, max_bytes, max_json_depth
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        cl = headers.get(b"content-length", b"").decode("latin-1") or None
+        if cl is not None and (not cl.isdigit() or int(cl) > self.max_bytes):
+            await _error(413, f"body: {cl} bytes > limit {self.max_bytes}")(scope, receive, send)
+            return
+        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        depth = _JsonDepth(self.max_json_depth) if ctype == "application/json" or ctype.endswith("+json") else None
+        seen, refused, started = 0, None, False
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal seen, refused
+            if refused is not None:
+                raise refused
+            msg = await receive()
+            if msg["type"] == "http.request":
+                body = msg.get("body", b"")
+                seen += len(body)
+                try:
+                    if seen > self.max_bytes:
+                        raise BodyTooLarge(self.max_bytes)
+                    if depth is not None:
+                        depth.feed(body)
+                except RequestProblem as exc:
+                    refused = exc
+                    raise
+            return msg
+
+        async def guarded_send(msg: dict[str, Any]) -> None:
+            nonlocal started
+            if refused is not None and not started:
+                return  # the app's answer to a refused body is replaced by ours below
+            started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if refused is None or started:
+                raise
+        if refused is not None and not started:
+            await _error(refused.status, str(refused))(scope, receive, send)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -89,14 +201,12 @@ def build_app(ing: Ingress) -> FastAPI:
 
     api.add_exception_handler(RequestValidationError, invalid)
 
+    api.add_middleware(BodyLimit)  # inside `count`, so refused bodies are counted as 413s
+
     @api.middleware("http")
     async def count(request: Request, call_next: Any) -> Any:
-        """Refuse oversized bodies before they are read; count every response by status and version."""
-        cl = request.headers.get("content-length")
-        if cl is not None and (not cl.isdigit() or int(cl) > MAX_BODY_BYTES):
-            resp = _error(413, f"body: {cl} bytes > limit {MAX_BODY_BYTES}")
-        else:
-            resp = await call_next(request)
+        """Count every response by status and version (bodies are bounded by BodyLimit inside)."""
+        resp = await call_next(request)
         ing.metrics.request(request.url.path, resp.status_code, resp.headers.get("x-fabric-version", ""))
         return resp
 
@@ -133,10 +243,18 @@ def _running_app_handle(app_name: str) -> Any:
 class Ingress:
     """Routes requests across the versions of one app and runs the rollout monitor."""
 
-    def __init__(self, *, app: str, store: str, tenant: str | None, token: str, gate_predict: bool = False,
-                 policy: dict[str, Any] | None = None, device_share: float = 0.01, seed: int | None = None) -> None:
+    def __init__(self, *, app: str, store: str, tenant: str | None, token: str | None = None,
+                 token_sha256: str | None = None, gate_predict: bool = False, predict_token: str | None = None,
+                 predict_token_sha256: str | None = None, policy: dict[str, Any] | None = None,
+                 device_share: float = 0.01, seed: int | None = None) -> None:
+        """Tokens are kept as SHA-256 digests only; Serve deployments get the ``*_sha256`` forms (see
+        ``factory.start_ingress``) so no usable credential sits in the deployment config. ``gate_predict``
+        makes predict/feedback take the admin token; ``predict_token`` gives them a token of their own."""
+        if (token is None) == (token_sha256 is None):
+            raise ValueError("Ingress: give exactly one of token / token_sha256")
         self.app_name, self.store, self.tenant = app, store, tenant
-        self._token = token
+        self._token_sha = token_sha256 or token_digest(token or "")
+        self._predict_sha = predict_token_sha256 or (token_digest(predict_token) if predict_token else None)
         self.gate_predict = gate_predict
         self.device_share = device_share
         self.registry = Registry(store, tenant)
@@ -161,9 +279,26 @@ class Ingress:
         return build_app(self)
 
     # -- helpers -------------------------------------------------------------------------------
+    @staticmethod
+    def _presented(authorization: str | None) -> str | None:
+        if not authorization or not authorization.startswith("Bearer "):
+            return None
+        return token_digest(authorization[len("Bearer "):])
+
     def _auth(self, authorization: str | None) -> None:
-        if not authorization or not hmac.compare_digest(authorization.encode(), f"Bearer {self._token}".encode()):
+        got = self._presented(authorization)
+        if got is None or not hmac.compare_digest(got, self._token_sha):
             raise RequestProblem(401, "authorization: missing or wrong bearer token (Authorization: Bearer <token>)")
+
+    def _auth_predict(self, authorization: str | None) -> None:
+        """Predict/feedback: open unless gated; then the predict token (or, with gate_predict, the admin one)."""
+        allowed = ([self._predict_sha] if self._predict_sha else []) + ([self._token_sha] if self.gate_predict else [])
+        if not allowed:
+            return
+        got = self._presented(authorization)
+        if got is None or not any(hmac.compare_digest(got, a) for a in allowed):
+            raise RequestProblem(401, "authorization: missing or wrong bearer token for predict "
+                                      "(Authorization: Bearer <predict token>)")
 
     def register(self, name: str, info: ModelInfo, handle: Any, *, model_id: str, role: str = "primary",
                  weight: float | None = None, kpis: dict[str, float] | None = None, placement: str = "pool",
@@ -350,8 +485,7 @@ class Ingress:
 
     # -- public routes -------------------------------------------------------------------------
     async def predict(self, body: PredictRequest, authorization: str | None = Header(None)) -> JSONResponse:
-        if self.gate_predict:
-            self._auth(authorization)
+        self._auth_predict(authorization)
         if (body.inputs is None) == (body.spikes is None):
             raise RequestProblem(422, "body: give exactly one of 'inputs' (raw samples) or 'spikes'")
         form, field = ("inputs", "inputs") if body.inputs is not None else ("spikes", "spikes")
@@ -361,19 +495,21 @@ class Ingress:
     async def predict_npy(self, request: Request, form: Literal["spikes", "inputs"] = "spikes",
                           version: str | None = Query(None, pattern=VERSION_RE),
                           authorization: str | None = Header(None)) -> JSONResponse:
-        if self.gate_predict:
-            self._auth(authorization)
+        self._auth_predict(authorization)
         ctype = request.headers.get("content-type", "").split(";")[0].strip()
         if ctype not in ("application/octet-stream", "application/x-npy"):
             raise RequestProblem(415, f"content-type: expected application/octet-stream (.npy), got {ctype or 'none'!r}")
-        data = await request.body()
-        if len(data) > MAX_BODY_BYTES:
-            raise RequestProblem(413, f"body: {len(data)} bytes > limit {MAX_BODY_BYTES}")
+        chunks, size = [], 0
+        async for chunk in request.stream():  # BodyLimit stops the stream at MAX_BODY_BYTES; checked here too
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise BodyTooLarge(MAX_BODY_BYTES)
+            chunks.append(chunk)
+        data = b"".join(chunks)
         return await self._predict(form, parse_npy(data), version, "body")
 
     async def feedback(self, body: FeedbackRequest, authorization: str | None = Header(None)) -> dict[str, Any]:
-        if self.gate_predict:
-            self._auth(authorization)
+        self._auth_predict(authorization)
         hit = self.preds.get(body.request_id)
         if hit is None:
             raise RequestProblem(404, f"request_id: unknown or expired request id {body.request_id!r}")

@@ -14,11 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 __all__ = ["RequestProblem", "PredictRequest", "FeedbackRequest", "DeployRequest", "TrafficRequest",
            "RollbackRequest", "SnapshotRequest", "PolicyFields", "to_array", "check_spikes", "check_inputs",
-           "parse_npy", "MAX_JSON_SAMPLES", "MAX_NPY_SAMPLES", "MAX_BODY_BYTES"]
+           "parse_npy", "MAX_JSON_SAMPLES", "MAX_NPY_SAMPLES", "MAX_BODY_BYTES", "MAX_JSON_DEPTH",
+           "MAX_ARRAY_ELEMENTS"]
 
 MAX_JSON_SAMPLES = 256
 MAX_NPY_SAMPLES = 1024
-MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_BODY_BYTES = 8 * 1024 * 1024  # every body, chunked or not (serve._private.ingress.BodyLimit)
+MAX_JSON_DEPTH = 16  # nesting of a JSON body; a request needs at most 1 + 1 + len(input_shape)
+MAX_ARRAY_ELEMENTS = 4 * 1024 * 1024  # numbers in one inputs/spikes array or .npy body
 VERSION_RE = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
@@ -95,7 +98,13 @@ def to_array(value: list[Any], field: str, max_samples: int = MAX_JSON_SAMPLES) 
         arr = np.asarray(value)
     except (ValueError, TypeError, RecursionError, OverflowError):
         raise RequestProblem(422, f"{field}: not a rectangular array (rows of different lengths or mixed nesting)") from None
-    return _numeric(arr, field)
+    return _numeric(_bounded(arr, field), field)
+
+
+def _bounded(arr: np.ndarray, field: str) -> np.ndarray:
+    if arr.size > MAX_ARRAY_ELEMENTS:
+        raise RequestProblem(413, f"{field}: {arr.size} numbers > limit {MAX_ARRAY_ELEMENTS} per request")
+    return arr
 
 
 def _numeric(arr: np.ndarray, field: str) -> np.ndarray:
@@ -148,4 +157,4 @@ def parse_npy(body: bytes, max_samples: int = MAX_NPY_SAMPLES) -> np.ndarray:
         raise RequestProblem(422, "body: a scalar array; expected [N, ...] samples")
     if arr.shape[0] > max_samples:
         raise RequestProblem(413, f"body: {arr.shape[0]} samples > limit {max_samples} per request")
-    return _numeric(arr, "body")
+    return _numeric(_bounded(arr, "body"), "body")

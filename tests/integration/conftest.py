@@ -120,7 +120,9 @@ def ray_cluster(tmp_path_factory):
     """Start the head node; yield ``{"address", "dashboard"}``; stop it at the end."""
     port, dash = free_port(), free_port()
     tmp = tmp_path_factory.mktemp("ray")
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    # FABRIC_HOME (the session's temporary key and trust list, tests/conftest.py): every Ray process of
+    # the cluster, so every Tune trial, Serve replica and task, signs with the driver's key
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", FABRIC_HOME=os.environ["FABRIC_HOME"])
     cmd = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
            "--resources={}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
            f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"]

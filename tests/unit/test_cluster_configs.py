@@ -148,3 +148,31 @@ def test_slurm_script_lints_and_starts_one_worker_per_kind(tmp_path):
     env["NODE_RESOURCES"] = '{"loihi": 2};{"akida": 1};' * 4  # 8 groups on 6 nodes: refused, one line
     r = subprocess.run(["bash", str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "need 9 nodes, got 6" in r.stderr
+
+
+def test_shipped_configs_bind_the_dashboard_to_loopback():
+    """Whoever reaches the dashboard can submit jobs (run code): every launcher binds it to 127.0.0.1."""
+    head_cmds = yaml.safe_load((ROOT / "cluster.yaml").read_text())["head_start_ray_commands"]
+    start = [c for c in head_cmds if "ray start --head" in c]
+    assert len(start) == 1 and "--dashboard-host=127.0.0.1" in start[0]
+    doc = yaml.safe_load((ROOT / "deploy/kuberay/raycluster.yaml").read_text())
+    assert doc["spec"]["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    sbatch = (ROOT / "deploy/slurm/fabric.sbatch").read_text()
+    assert "--head" in sbatch and "--dashboard-host=127.0.0.1" in sbatch
+    for path in [ROOT / "cluster.yaml", *sorted((ROOT / "deploy").rglob("*"))]:
+        if path.is_file():
+            assert "0.0.0.0" not in path.read_text(), f"{path.relative_to(ROOT)} binds something to every interface"
+
+
+def test_no_shipped_code_disables_ray_auth():
+    """Ray's token auth is passed, never switched off, by the fabric's own code and configs."""
+    import re
+
+    pattern = re.compile(r"RAY_AUTH_MODE\W{0,6}disabled", re.IGNORECASE)
+    roots = ["fabric", "actors", "tune", "serve", "apps", "deploy", "examples"]
+    files = [ROOT / "cluster.yaml", ROOT / "Makefile"]
+    for r in roots:
+        files += [p for p in (ROOT / r).rglob("*") if p.is_file() and p.suffix in (".py", ".yaml", ".yml", ".sh",
+                                                                                     ".sbatch", ".toml", "")]
+    offenders = [str(p.relative_to(ROOT)) for p in files if p.exists() and pattern.search(p.read_text(errors="ignore"))]
+    assert not offenders, f"these disable Ray's auth: {offenders}"

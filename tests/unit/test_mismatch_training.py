@@ -86,3 +86,17 @@ def test_mismatch_schedule_ramps_over_the_first_half():
 
     assert [round(mismatch_schedule(0.2, e, 10), 3) for e in range(10)] == [0.04, 0.08, 0.12, 0.16] + [0.2] * 6
     assert mismatch_schedule(0.2, 0, 1) == 0.2 and mismatch_schedule(0.0, 3, 10) == 0.0
+
+
+def test_emulator_chips_and_training_draw_from_one_law():
+    from actors.dynapse.dpi import CoreBiases, apply_mismatch
+    from fabric.model.mismatch import lognormal_params
+
+    chip = apply_mismatch(CoreBiases(i_tau=1.0, i_g=1.0, i_dc=1.0, i_spkthr=1.0, i_reset=1.0), 6, 0.2,
+                          np.random.default_rng(7))
+    np.testing.assert_array_equal(chip.i_tau, lognormal_factors(6, 0.2, np.random.default_rng(7)))  # first draw
+    mu, sigma = lognormal_params(0.2)
+    assert mu == pytest.approx(-sigma**2 / 2) and sigma == pytest.approx(np.sqrt(np.log(1.04)))
+    f = lognormal_factors((200_000,), 0.2, np.random.default_rng(0))
+    assert f.dtype == np.float64 and f.mean() == pytest.approx(1.0, abs=0.005)
+    assert f.std() / f.mean() == pytest.approx(0.2, abs=0.005)

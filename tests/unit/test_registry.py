@@ -130,7 +130,9 @@ def test_record_resigned_by_an_attacker_key_is_refused_when_signers_are_pinned(r
     pinned = Registry(store_dir, trusted_keys=[reg.signer.key_id])
     with pytest.raises(IntegrityError, match="not a trusted key"):
         pinned.get(rec.id)
-    assert Registry(store_dir).record(rec.id).name == "swapped", "unpinned: any key in the keyring is accepted"
+    # a key in the store's keyring is not trusted by being there: the trust list does not name it
+    with pytest.raises(IntegrityError, match=f"signed by key {evil.signer.key_id}, which is not in the trust list"):
+        Registry(store_dir).record(rec.id)
 
 
 def test_streamed_put_matches_bytes_put(reg):
@@ -157,14 +159,18 @@ def test_stage_cache_entries_are_signed(reg):
 
 
 # -- keys ----------------------------------------------------------------------------------------
-def test_signing_key_generated_once_beside_the_store_and_not_for_reads(store_dir):
+def test_signing_key_generated_once_outside_the_store_and_not_for_reads(store_dir, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("FABRIC_HOME", str(home))
     r = Registry(store_dir)
     r.ls()
     assert not (Path(store_dir) / "keys").exists(), "reading must not create a key"
+    assert not home.exists(), "reading must not create a key"
     r.put(b"x", kind="dataset", name="x")
-    pem = Path(store_dir) / "keys" / "signing-ed25519.pem"
+    pem = home / "keys" / "signing-ed25519.pem"
     assert pem.exists() and (pem.stat().st_mode & 0o777) == 0o600
     assert (Path(store_dir) / "keys" / f"{r.signer.key_id}.pub").exists()
+    assert not list(Path(store_dir).rglob("*.pem")), "no private key inside the store"
     assert Registry(store_dir).signer.key_id == r.signer.key_id
 
 
@@ -313,7 +319,7 @@ def test_eight_concurrent_writer_processes_leave_all_artifacts_valid(store_dir):
     assert written <= {v["id"] for v in results}
     assert len(written) == 1 + 6 + 8 * 6
     keys = sorted(p.name for p in (Path(store_dir) / "keys").iterdir())
-    assert len(keys) == 2 and {r.signature["key"] for r in reg.ls()} == {keys[0].removesuffix(".pub")}, keys
+    assert len(keys) == 1 and {r.signature["key"] for r in reg.ls()} == {keys[0].removesuffix(".pub")}, keys
     assert all(reg.cache_get(f"stage-{i}") for i in range(6))
 
 
