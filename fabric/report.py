@@ -63,10 +63,17 @@ def fig_png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def _dataset_ref(d: dict[str, Any]) -> str:
+    """A spec's dataset for a heading: the built-in name, ``version:<id>`` or ``path:<file or URL>``."""
+    if d.get("name"):
+        return str(d["name"])
+    return f"version:{d['version']}" if d.get("version") else f"path:{d.get('path')}"
+
+
 def render_markdown(report: dict[str, Any], png_id: str | None = None) -> str:
     spec = report["spec"]
     lines = [f"# KPI report — {spec['name']}", "",
-             f"spec hash `{report['spec_hash'][:12]}` · dataset `{spec['dataset']['name']}` · encoder "
+             f"spec hash `{report['spec_hash'][:12]}` · dataset `{_dataset_ref(spec['dataset'])}` · encoder "
              f"`{spec['encoder']['name']}` (T={spec['encoder']['timesteps']}) · targets {', '.join(spec['targets'])}", "",
              "| kind | mode | " + "".join(f"{m.md_header} | " for m in _MD) + "gates |",
              "|" + "---|" * (len(_MD) + 3)]

@@ -87,21 +87,115 @@ def _non_finite(value: Any, path: str = "") -> str | None:
 
 
 class DatasetSpec(_Strict):
-    """Which data and how it is split. ``name`` is a built-in source (see fabric.data.datasets)."""
+    """Which data and how it is split: exactly one of ``name`` (a built-in source, see
+    fabric.data.datasets), ``version`` (a dataset version stored by ``fabric data ingest``, resolved in
+    the run's registry) or ``path`` (a file or fsspec URL that the data stage ingests, so its version
+    is content-addressed). The ``path`` options are those of ``fabric data ingest``.
 
-    name: str = Field(description="built-in dataset name, e.g. 'digits' or 'basic_motions'")
+    Fields left at their default are not serialized (see ``_drop_defaults``), so a built-in spec dumps
+    exactly as before these sources existed and keeps its hash and cache keys."""
+
+    name: str | None = Field(None, description="built-in dataset name, e.g. 'digits' or 'basic_motions'")
+    version: str | None = Field(None, description="dataset artifact id or unique hex prefix (>= 6 chars)")
+    path: str | None = Field(None, description="a file or fsspec URL (s3://bucket/x.parquet) to ingest")
+    format: Literal["auto", "npz", "npy", "parquet", "csv", "ts"] = Field(
+        "auto", validate_default=True, description="file format of path (auto: from the extension)")
+    labels: str | None = Field(None, description="labels file (.npy, path or URL) for a path without labels")
+    label_column: str | None = Field(None, description="label column of a CSV/Parquet path")
+    split_column: str = Field("split", min_length=1, description="column/entry holding train/val/test, if any")
+    test: str | None = Field(None, description="the matching _TEST file of a UEA/UCR .ts path")
+    sampling_rate_hz: float | None = Field(None, gt=0.0)
+    channels: list[str] | None = None
+    layout: Literal["auto", "static", "timeseries"] = "auto"
+    normalize: Literal["per_channel", "global", "none"] = Field(
+        "per_channel", description="min-max to [0, 1] with training-split statistics (path only)")
     test_fraction: float = Field(0.25, gt=0.0, lt=1.0)
     val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     limit: int | None = Field(None, gt=0, description="use only the first N samples (quick runs)")
 
     @field_validator("name")
     @classmethod
-    def _known(cls, v: str) -> str:
+    def _known(cls, v: str | None) -> str | None:
         from fabric.data.datasets import DATASETS
 
-        if v not in DATASETS:
+        if v is not None and v not in DATASETS:
             raise ValueError(f"unknown dataset {v!r}; valid: {sorted(DATASETS)}")
         return v
+
+    @field_validator("version")
+    @classmethod
+    def _version_ref(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        ref = v.strip().lower()
+        if not (6 <= len(ref) <= 64 and all(c in "0123456789abcdef" for c in ref)):
+            raise ValueError(f"give a dataset version id or a unique hex prefix of >= 6 chars, got {v!r}")
+        return ref
+
+    @field_validator("path")
+    @classmethod
+    def _path_given(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must be a file path or URL, got an empty string")
+        return v
+
+    @field_validator("format")
+    @classmethod
+    def _format_known(cls, v: str, info: ValidationInfo) -> str:
+        # auto must be decidable now, not after the data stage has started
+        path = info.data.get("path")
+        if path is None and v != "auto":
+            raise ValueError("applies to dataset.path only")
+        if path is None or v != "auto":
+            return v
+        from fabric.data.datasets import FORMATS
+
+        ext = path.rstrip("/").rsplit("/", 1)[-1].rpartition(".")[2].lower() if "." in path else ""
+        if ext not in (*FORMATS, "pq"):
+            raise ValueError(f"cannot tell the format of {path!r} from its extension; give one of {list(FORMATS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSpec:
+        given = [f for f in ("name", "version", "path") if getattr(self, f) is not None]
+        if len(given) != 1:
+            got = f"got {' and '.join(given)}" if given else "got none"
+            raise ValueError(f"give exactly one of name (built-in), version (stored dataset) or path (file/URL); {got}")
+        return self
+
+    @field_validator("labels", "label_column", "split_column", "test", "sampling_rate_hz", "channels", "layout",
+                     "normalize")
+    @classmethod
+    def _path_only(cls, v: Any, info: ValidationInfo) -> Any:
+        if info.data.get("path") is None and v != DatasetSpec.model_fields[str(info.field_name)].default:
+            raise ValueError("applies to dataset.path only")
+        return v
+
+    @field_validator("test_fraction", "val_fraction")
+    @classmethod
+    def _not_with_version(cls, v: float, info: ValidationInfo) -> float:
+        if info.data.get("version") is not None and v != DatasetSpec.model_fields[str(info.field_name)].default:
+            raise ValueError("a dataset version carries the split made when it was ingested; leave it out (or "
+                             "re-ingest with --test-fraction/--val-fraction)")
+        return v
+
+    @model_serializer(mode="wrap")
+    def _drop_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # the source fields and path options are written only when used: built-in specs dump as before
+        return {k: v for k, v in handler(self).items()
+                if not (k in _OPTIONAL_DATASET_FIELDS and v == DatasetSpec.model_fields[k].default)}
+
+    @property
+    def ref(self) -> str:
+        """A short human name of the source: the built-in name, ``version:<id>`` or ``path:<path>``."""
+        if self.name is not None:
+            return self.name
+        return f"version:{self.version}" if self.version is not None else f"path:{self.path}"
+
+
+_PATH_OPTIONS = ("format", "labels", "label_column", "split_column", "test", "sampling_rate_hz", "channels", "layout",
+                 "normalize")
+_OPTIONAL_DATASET_FIELDS = frozenset(("name", "version", "path", *_PATH_OPTIONS))
 
 
 class EncoderSpec(_Strict):
@@ -138,12 +232,55 @@ class EncoderSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    """A feed-forward LIF network template: input -> hidden... -> output, all LIF layers."""
+    """The network: the ``lif_mlp`` template (input -> hidden... -> output, all LIF layers), or a model
+    from anywhere (issue #15): ``nir`` (a pre-trained NIR graph: file, fsspec URL or ``nir`` artifact
+    id/prefix; not trained) or ``module`` (``"path/to/file.py:build"`` / ``"pkg.mod:build"``, called as
+    ``build(input_shape, n_classes, **params)`` and returning an snntorch ``nn.Sequential``)."""
 
     template: Literal["lif_mlp"] = "lif_mlp"
     hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
     beta: float = Field(0.9, gt=0.0, lt=1.0, description="membrane decay per step")
     threshold: float = Field(1.0, gt=0.0, le=MAX_THRESHOLD)
+    nir: str | None = Field(None, min_length=1, description="pre-trained NIR graph: path, fsspec URL or nir artifact id")
+    module: str | None = Field(None, min_length=3, description="user factory 'path/to/file.py:build' or 'pkg.mod:build'")
+    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the user factory")
+
+    @property
+    def source(self) -> Literal["template", "nir", "module"]:
+        """Where the network comes from: the template, a NIR graph, or a user factory."""
+        return "nir" if self.nir is not None else "module" if self.module is not None else "template"
+
+    @field_validator("module")
+    @classmethod
+    def _ref(cls, v: str | None) -> str | None:
+        if v is not None and (":" not in v or not v.rpartition(":")[2].isidentifier() or not v.rpartition(":")[0]):
+            raise ValueError(f"expected 'path/to/file.py:build' or 'pkg.mod:build', got {v!r}")
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _finite(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = _non_finite(v)
+        if bad is not None:
+            raise ValueError(f"params.{bad} must be a finite number, got {_dig(v, bad)}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        if self.nir is not None and self.module is not None:
+            raise ValueError("give one of model.nir (a pre-trained graph) and model.module (a factory), not both")
+        if self.params and self.module is None:
+            raise ValueError("params: only for model.module (the factory's keyword arguments)")
+        template_only = sorted(self.model_fields_set & {"template", "hidden", "beta", "threshold"})
+        if self.source != "template" and template_only:
+            raise ValueError(f"{', '.join(template_only)}: settings of the lif_mlp template, not of a model.{self.source} model")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # the user-model fields are written only when set, so a lif_mlp spec keeps its hash and cache keys
+        out = handler(self)
+        return {k: v for k, v in out.items() if not (k in ("nir", "module") and v is None or k == "params" and not v)}
 
     @field_validator("hidden")
     @classmethod
@@ -357,6 +494,21 @@ class Spec(_Strict):
             encoder_params(self.encoder.name, dict.fromkeys(names, 0))
         except ValueError as exc:
             raise ValueError("search_space.encoder_params: " + str(exc).split(": ", 1)[-1]) from None
+        return self
+
+    @model_validator(mode="after")
+    def _user_model(self) -> Spec:
+        # compression, and Tune's template fields, work on the lif_mlp template only
+        src = self.model.source
+        if src == "template":
+            return self
+        c = self.compress
+        if any(v is not None for v in (c.prune, c.structured, c.qat_bits, c.state_bits)):
+            raise ValueError(f"compress: works on the lif_mlp template only, not on a model.{src} model "
+                             "(remove the compress section)")
+        fields = [k for k in ("hidden", "beta", "threshold") if getattr(self.search_space, k) is not None]
+        if fields:
+            raise ValueError(f"search_space.{fields[0]}: a lif_mlp template setting; a model.{src} model has its own")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,7 +5,8 @@ Fixtures (import them into a conftest.py or a test module):
 
 * ``s3_endpoint`` (session): the endpoint URL; also sets dummy AWS credentials for the session.
 * ``s3_url`` (function): ``s3://<fresh bucket>/store`` with ``$FABRIC_S3_ENDPOINT_URL`` pointing at the
-  server and ``$FABRIC_SIGNING_KEY`` at a temporary key (so no test writes to ``~/.fabric``).
+  server. Records are signed with the session's key in ``$FABRIC_HOME`` (tests/conftest.py), the one
+  the Ray cluster's workers use too, so no test writes to the user's home.
 
 Nothing leaves the machine: the server binds 127.0.0.1 only.
 """
@@ -70,5 +71,4 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3_url(s3_endpoint: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("FABRIC_S3_ENDPOINT_URL", s3_endpoint)
-    monkeypatch.setenv("FABRIC_SIGNING_KEY", str(tmp_path / "keys" / "signing-ed25519.pem"))
     return f"s3://{make_bucket(s3_endpoint)}/store"

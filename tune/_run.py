@@ -91,8 +91,9 @@ def _prepare_data(spec: Spec, registry: Registry) -> tuple[str, Any, Any, Any, l
     """The pipeline's data stage, keeping the arrays the trials share: (dataset id, x, y, splits, classes)."""
     from fabric.flow import stages
 
-    ds, sp = stages.load_dataset(spec)
-    rec = stages.put_dataset(registry, spec, ds, sp)
+    src = stages.check_dataset(registry, spec)  # a dataset.version resolves in this registry; a path is read once
+    ds, sp = stages.load_dataset(spec, source=src)
+    rec = stages.put_dataset(registry, spec, ds, sp, source=src)
     return rec.id, ds.x, ds.y, sp.astype("U5"), list(ds.classes)
 
 

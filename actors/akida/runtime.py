@@ -39,7 +39,7 @@ import torch
 
 from actors.base.common import arrays_to_layers, layers_to_arrays
 from actors.base.emulated import DeviceRun, EmulatedRuntime, raise_if_unfit, rate_to_raster
-from actors.base.energy import modelled_energy
+from actors.base.energy import load_constants, modelled_energy
 from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
@@ -150,7 +150,8 @@ def _neuron_coeffs(neuron: str, p: dict[str, np.ndarray], dt: float) -> dict[str
 class AkidaRuntime(EmulatedRuntime):
     kind: ClassVar[str] = "akida"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        weight_bits=4, weight_bits_source="actors/akida/constants.yaml dense_weight_bits [1, 2, 4] (Akida 1.0 Dense layers)",
+        weight_bits=max(load_constants("akida").limits["dense_weight_bits"]),
+        weight_bits_source="actors/akida/constants.yaml limits.dense_weight_bits (Akida 1.0 Dense layers: 1, 2 or 4 bits)",
         time_mode="frame")
     handlers: ClassVar[dict[type, Handler]] = merge_handlers(BASE_HANDLERS, {nir.Conv2d: _conv_handler({})})
     options_doc: ClassVar[dict[str, str]] = {

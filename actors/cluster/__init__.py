@@ -1,12 +1,25 @@
-"""The Ray layer: board actors (the one place applying ray.remote), device pools and the board scheduler."""
+"""The Ray layer: board actors (the one place applying ray.remote), device pools, the board scheduler and
+the admin's quota policy it applies."""
 
+from actors.cluster.policy import (  # noqa: F401
+    POLICY_ENV,
+    PolicyError,
+    PolicyFile,
+    QuotaPolicy,
+    QuotaRefused,
+    TenantLimits,
+    load_policy,
+    parse_policy,
+)
 from actors.cluster.pool import (  # noqa: F401
     DEFAULT_CALL_TIMEOUT_S,
     NAMESPACE,
     SCHEDULER_NAME,
     DeviceActor,
     DevicePool,
+    SchedulerActor,
     actor_options,
+    classify_owners,
     pool_status,
     remote_runtime_class,
     scheduler,
@@ -36,4 +49,14 @@ __all__ = [
     "DEFAULT_CALL_TIMEOUT_S",
     "SimulatedFault",
     "BoardScheduler",
+    "SchedulerActor",
+    "classify_owners",
+    "POLICY_ENV",
+    "PolicyError",
+    "PolicyFile",
+    "QuotaPolicy",
+    "QuotaRefused",
+    "TenantLimits",
+    "load_policy",
+    "parse_policy",
 ]

@@ -8,19 +8,24 @@ Serve) shares the same boards. The program is passed with each call as an object
 hash in the actor, so a restarted actor reloads it transparently and a retried task is correct.
 
 Every batch takes a ticket from one named scheduler actor (``fabric/scheduler``, pinned to the head
-node): round robin between tenants, per-tenant quotas, unhealthy boards drained
-(:mod:`actors.cluster.scheduling` holds the plain-Python core).
+node): round robin between tenants, per-tenant quotas and weights from the admin's policy file
+(``FABRIC_QUOTA_POLICY`` on the head node, :mod:`actors.cluster.policy`), unhealthy boards drained
+(:mod:`actors.cluster.scheduling` holds the plain-Python core). Nothing the scheduler's reaper meets is
+dropped silently: failed rounds and state-API errors are logged and counted in ``status()["reaper"]``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import ray
 
+from actors.cluster.policy import PolicyError, PolicyFile, QuotaRefused
 from actors.cluster.scheduling import (
     FAULT_MODES,
     BoardScheduler,
@@ -33,7 +38,10 @@ from fabric.kinds import capabilities, check_kind, runtime_class
 from fabric.records import Program, RunResult
 
 __all__ = ["DeviceActor", "DevicePool", "remote_runtime_class", "actor_options", "scheduler", "pool_status",
-           "Quota", "QuotaExceeded", "DeviceFault", "FAULT_MODES", "NAMESPACE", "SCHEDULER_NAME", "DEFAULT_CALL_TIMEOUT_S"]
+           "Quota", "QuotaExceeded", "DeviceFault", "FAULT_MODES", "NAMESPACE", "SCHEDULER_NAME", "DEFAULT_CALL_TIMEOUT_S",
+           "SchedulerActor", "classify_owners"]
+
+log = logging.getLogger(__name__)
 
 NAMESPACE = "fabric"
 SCHEDULER_NAME = "scheduler"
@@ -47,22 +55,41 @@ REAP_AFTER_S = 5.0  # grants older than this are checked against Ray's list of d
 DEFAULT_CALL_TIMEOUT_S = 120.0
 
 
-def _dead_workers(owners: set[str]) -> set[str]:
-    """The subset of ``owners`` (worker ids) that Ray's state API reports as no longer alive.
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
 
-    Unknown ids, or a cluster without the state API, count as alive: a board is never freed on doubt.
+
+def classify_owners(owners: Iterable[str], lookup: Callable[[str], list[Any]]) -> tuple[set[str], dict[str, str]]:
+    """``(dead, unknown)``: owners whose worker records are all not alive, and ``{owner: why}`` for those
+    nobody can tell about (the lookup failed, or lists no such worker).
+
+    Why: a state-API error used to read as "nobody is dead"; now it is *unknown* - never reaped (a board
+    is never freed on doubt), but named, so a board held forever by an owner nobody can check shows up.
     """
+    dead: set[str] = set()
+    unknown: dict[str, str] = {}
+    for owner in sorted(owners):
+        try:
+            ws = lookup(owner)
+        except Exception as exc:  # the state API timed out, is missing or failed: unknown, not alive
+            unknown[owner] = f"state API error: {_line(exc)}"
+            continue
+        if not ws:
+            unknown[owner] = "not listed by the state API"
+        elif not any(w.is_alive for w in ws):
+            dead.add(owner)
+    return dead, unknown
+
+
+def _dead_workers(owners: set[str]) -> tuple[set[str], dict[str, str]]:
+    """:func:`classify_owners` over Ray's state API (``list_workers``)."""
     try:
         from ray.util.state import list_workers
-
-        dead = set()
-        for owner in owners:
-            ws = list_workers(filters=[("worker_id", "=", owner)], raise_on_missing_output=False, timeout=10)
-            if ws and not any(w.is_alive for w in ws):
-                dead.add(owner)
-        return dead
-    except Exception:
-        return set()
+    except ImportError as exc:
+        return set(), {o: f"state API unavailable: {_line(exc)}" for o in owners}
+    return classify_owners(owners, lambda o: list_workers(filters=[("worker_id", "=", o)],
+                                                          raise_on_missing_output=False, timeout=10))
 
 
 class DeviceActor:
@@ -144,14 +171,51 @@ class DeviceActor:
 class SchedulerActor:
     """Async actor around :class:`BoardScheduler`: tickets wait on futures resolved by ``dispatch``."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: PolicyFile | None = None) -> None:
         import asyncio
 
         self._asyncio = asyncio
         self.core = BoardScheduler()
+        self.policy_file = policy or PolicyFile()  # FABRIC_QUOTA_POLICY in this (head-node) process
         self.futures: dict[int, Any] = {}
         self._reaper: Any = None
         self.reaped: list[str] = []  # owners found dead and forgotten (for status / tests)
+        self.reaper_rounds = 0
+        self.reaper_errors = 0  # rounds that raised (logged; the loop goes on)
+        self.last_reaper_error: str | None = None
+        self.state_api_errors = 0  # rounds in which some owner's liveness could not be asked
+        self.unknown_owners: dict[str, str] = {}  # owner -> why its liveness is unknown (last round)
+        self._refresh_policy()
+
+    def _refresh_policy(self) -> None:
+        """Apply the policy file as it is now; a bad or missing file stops new grants (logged once)."""
+        try:
+            policy = self.policy_file.current()
+        except PolicyError as exc:
+            if self.core.policy_error != str(exc):
+                log.error("board scheduler: %s; no new tickets are granted until it is fixed", exc)
+            self.core.set_policy(None, str(exc))
+            return
+        if self.core.policy_error is not None:
+            log.warning("board scheduler: quota policy %s is valid again; granting tickets", policy.source)
+        self.core.set_policy(policy)
+
+    async def _reap_once(self) -> None:
+        """One round: re-read the policy, free the boards of owners Ray reports dead, pump."""
+        self._refresh_policy()
+        owners = self.core.held_owners(REAP_AFTER_S)
+        dead, unknown = await self._asyncio.to_thread(_dead_workers, owners) if owners else (set(), {})
+        errors = {o: why for o, why in unknown.items() if why.startswith("state API")}
+        if errors:  # unknown is not alive and not dead: not reaped, but said out loud
+            self.state_api_errors += 1
+            log.warning("board scheduler reaper: cannot tell whether %d board holder(s) live, not freeing their "
+                        "boards: %s", len(errors), "; ".join(f"{o[:12]}: {w}" for o, w in errors.items()))
+        self.unknown_owners = unknown
+        for owner in dead:
+            self._drop(self.core.forget_owner(owner))
+            self.reaped.append(owner)
+        self._pump()
+        self.reaper_rounds += 1
 
     async def _reap_forever(self) -> None:
         """Every REAP_PERIOD_S: pump (sweep + dispatch) without waiting for a caller, and free the boards
@@ -159,14 +223,13 @@ class SchedulerActor:
         while True:
             await self._asyncio.sleep(REAP_PERIOD_S)
             try:
-                owners = self.core.held_owners(REAP_AFTER_S)
-                dead = await self._asyncio.to_thread(_dead_workers, owners) if owners else set()
-                for owner in dead:
-                    self._drop(self.core.forget_owner(owner))
-                    self.reaped.append(owner)
-                self._pump()
-            except Exception:  # never let the reaper die; the next round tries again
-                pass
+                await self._reap_once()
+            except Exception as exc:  # never let the reaper die, never hide why a round failed
+                self.reaper_errors += 1
+                first = self.last_reaper_error != _line(exc)
+                self.last_reaper_error = _line(exc)
+                log.warning("board scheduler reaper: round failed (%d so far), retrying in %ss: %s",
+                            self.reaper_errors, REAP_PERIOD_S, self.last_reaper_error, exc_info=first)
 
     def _drop(self, tids: list[int]) -> None:
         for tid in tids:
@@ -192,10 +255,13 @@ class SchedulerActor:
         self._pump()
 
     async def set_quota(self, tenant: str, quota: dict[str, Any] | None) -> None:
+        """A caller's quota: may only lower the policy's limits (QuotaRefused otherwise)."""
+        self._refresh_policy()
         self.core.set_quota(tenant, None if quota is None else Quota(**quota))
         self._pump()
 
     async def request_many(self, kind: str, tenant: str, allowed: list[str], n: int, owner: str = "") -> list[int]:
+        self._refresh_policy()
         tids = [self.core.request(kind, tenant, allowed, owner) for _ in range(n)]
         loop = self._asyncio.get_running_loop()
         for t in tids:
@@ -249,7 +315,9 @@ class SchedulerActor:
         self._pump()
 
     async def status(self) -> dict[str, Any]:
-        return self.core.status() | {"reaped_owners": list(self.reaped)}
+        return self.core.status() | {"reaped_owners": list(self.reaped), "reaper": {
+            "rounds": self.reaper_rounds, "errors": self.reaper_errors, "last_error": self.last_reaper_error,
+            "state_api_errors": self.state_api_errors, "unknown_owners": dict(self.unknown_owners)}}
 
     async def grants(self, kind: str | None = None) -> list[tuple[int, str, str, str]]:
         return self.core.grants(kind)
@@ -307,7 +375,9 @@ class DevicePool:
 
     When every board is busy, batches wait for a ticket (``queued`` reports how many), so a board is a
     shared resource, never oversubscribed. ``tenant``/``quota`` name who pays and the limits that apply
-    cluster-wide; ``call_timeout_s`` drains a board whose call hangs and re-queues its batch.
+    cluster-wide; the admin's policy (``FABRIC_QUOTA_POLICY``) sets the limits and ``quota`` can only
+    lower them (:class:`~actors.cluster.policy.QuotaRefused` otherwise); ``call_timeout_s`` drains a
+    board whose call hangs and re-queues its batch.
     """
 
     def __init__(self, kind: str, size: int | None = None, max_restarts: int = 3, *, tenant: str = "default",
@@ -336,8 +406,11 @@ class DevicePool:
         self._handles = dict(zip(self.names, self.actors, strict=True))
         self.sched = scheduler()
         self.sched.register.remote(kind, self.names)
-        if quota is not None:
-            ray.get(self.sched.set_quota.remote(tenant, quota.to_dict()))
+        if quota is not None:  # only lowers the admin policy's limits; raising is refused (QuotaRefused)
+            try:
+                ray.get(self.sched.set_quota.remote(tenant, quota.to_dict()))
+            except ray.exceptions.RayTaskError as exc:
+                raise _one_line(exc) from None
         self._owner = ray.get_runtime_context().get_worker_id()
         self._refs: dict[str, ray.ObjectRef] = {}  # program digest -> object ref (put once)
         self.queued = 0
@@ -476,7 +549,7 @@ class DevicePool:
 
 def _one_line(exc: BaseException) -> BaseException:
     cause = _unwrap(exc)
-    if isinstance(cause, QuotaExceeded | KeyError):
+    if isinstance(cause, QuotaExceeded | QuotaRefused | PolicyError | KeyError):
         return cause
     return RuntimeError(str(cause).strip().splitlines()[-1])
 

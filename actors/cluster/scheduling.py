@@ -9,7 +9,10 @@ the plain-Python core of that actor, unit-testable without Ray:
   between tenants, FIFO within a tenant), so a quiet tenant waits for at most one grant per other
   tenant with queued work, however many batches a noisy tenant has queued;
 - **quotas**: per tenant, ``max_concurrent`` boards held at once and a ``device_seconds`` budget of
-  measured board-busy time (the actor's wall time inside ``execute``);
+  measured board-busy time (the actor's wall time inside ``execute``). The limits come from the admin's
+  :class:`~actors.cluster.policy.QuotaPolicy` (``FABRIC_QUOTA_POLICY``); a caller's :meth:`set_quota`
+  may only lower them (raising is refused with :class:`~actors.cluster.policy.QuotaRefused`);
+- **weights**: a tenant with policy ``weight`` w gets w grants in a row per round (default 1);
 - **drain**: an unhealthy board gets no new tickets; ``undrain`` (or a healthy report) brings it back;
 - **simulated faults** for emulated boards (:class:`SimulatedFault`): ``dead``, ``stuck``, ``slow``.
 """
@@ -22,6 +25,8 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from actors.cluster.policy import PolicyError, QuotaPolicy
 
 __all__ = ["Quota", "QuotaExceeded", "DeviceFault", "SimulatedFault", "BoardScheduler", "FAULT_MODES"]
 
@@ -124,9 +129,12 @@ class _Ticket:
 class BoardScheduler:
     """Grants boards to tickets: round robin between tenants, quotas enforced, drained boards skipped."""
 
-    def __init__(self, log_size: int = 10000) -> None:
+    def __init__(self, log_size: int = 10000, policy: QuotaPolicy | None = None) -> None:
         self.boards: dict[str, _Board] = {}
-        self.quotas: dict[str, Quota] = {}
+        self.policy = policy or QuotaPolicy()
+        self.policy_error: str | None = None  # set while the policy file is bad: no new tickets (fail closed)
+        self.quotas: dict[str, Quota] = {}  # what callers asked for (each at most the policy's limits)
+        self.streak: dict[tuple[str, str], int] = {}  # (kind, tenant) -> grants so far in its weighted turn
         self.waiting: dict[str, dict[str, deque[_Ticket]]] = {}  # kind -> tenant -> FIFO of tickets
         self.tickets: dict[int, _Ticket] = {}
         self.in_flight: dict[str, int] = {}  # tenant -> boards held now
@@ -146,10 +154,35 @@ class BoardScheduler:
             self.boards.setdefault(n, _Board(name=n, kind=kind))
 
     def set_quota(self, tenant: str, quota: Quota | None) -> None:
+        """A caller's own limits for ``tenant``: only lower than the policy's (QuotaRefused otherwise);
+        ``None`` goes back to the policy's limits."""
         if quota is None:
             self.quotas.pop(tenant, None)
-        else:
-            self.quotas[tenant] = quota
+            return
+        self.policy.check_lower(tenant, quota.max_concurrent, quota.device_seconds)
+        self.quotas[tenant] = quota
+
+    def set_policy(self, policy: QuotaPolicy | None, error: str | None = None) -> None:
+        """Apply the admin's policy (re-read from its file); with ``error`` the file is bad and no new
+        ticket is granted until it is fixed. Caller quotas stay, each capped by the new policy."""
+        if policy is not None:
+            self.policy = policy
+        self.policy_error = error
+
+    def quota(self, tenant: str) -> Quota:
+        """The limits that apply to ``tenant``: the policy's, lowered where the caller asked for less."""
+        lim, own = self.policy.limits(tenant), self.quotas.get(tenant)
+
+        def lower(a: Any, b: Any) -> Any:
+            return b if a is None else a if b is None else min(a, b)
+
+        if own is None:
+            return Quota(max_concurrent=lim.max_concurrent, device_seconds=lim.device_seconds)
+        return Quota(max_concurrent=lower(lim.max_concurrent, own.max_concurrent),
+                     device_seconds=lower(lim.device_seconds, own.device_seconds))
+
+    def weight(self, tenant: str) -> int:
+        return self.policy.limits(tenant).weight
 
     def drain(self, board: str, reason: str) -> None:
         b = self._board(board)
@@ -176,8 +209,10 @@ class BoardScheduler:
 
     # -- tickets ----------------------------------------------------------------------------------
     def check_quota(self, tenant: str, kind: str) -> None:
-        q = self.quotas.get(tenant)
-        if q is not None and q.device_seconds is not None and self.busy_s.get(tenant, 0.0) >= q.device_seconds:
+        if self.policy_error is not None:
+            raise PolicyError(f"{self.policy_error}; no {kind} batches are granted until the admin fixes it")
+        q = self.quota(tenant)
+        if q.device_seconds is not None and self.busy_s.get(tenant, 0.0) >= q.device_seconds:
             raise QuotaExceeded(
                 f"tenant {tenant!r} used {self.busy_s[tenant]:.3f}s of its {q.device_seconds}s device-time quota "
                 f"(quota.device_seconds); no more {kind} batches are granted"
@@ -223,14 +258,14 @@ class BoardScheduler:
                         continue
                     try:
                         self.check_quota(tenant, kind)
-                    except QuotaExceeded as exc:  # budget spent while waiting: fail its queued tickets
+                    except (QuotaExceeded, PolicyError) as exc:  # budget spent while waiting: fail its queued tickets
                         while q:
                             t = q.popleft()
                             self.tickets.pop(t.id, None)
                             out.append((t.id, exc))
                         continue
-                    quota = self.quotas.get(tenant)
-                    if quota and quota.max_concurrent is not None and self.in_flight.get(tenant, 0) >= quota.max_concurrent:
+                    quota = self.quota(tenant)
+                    if quota.max_concurrent is not None and self.in_flight.get(tenant, 0) >= quota.max_concurrent:
                         continue
                     # the first ticket of this tenant that some free board may serve
                     for t in q:
@@ -243,7 +278,10 @@ class BoardScheduler:
                 _, _, t, board = min(cands, key=lambda c: (c[0], c[1]))
                 tenants[t.tenant].remove(t)
                 seq = next(self._seq)
-                self.last_served[(kind, t.tenant)] = seq
+                key = (kind, t.tenant)
+                self.streak[key] = self.streak.get(key, 0) + 1
+                if self.streak[key] >= self.weight(t.tenant):  # its turn is over: to the back of the round
+                    self.last_served[key], self.streak[key] = seq, 0
                 board.holder, t.board, t.granted_at = t.id, board.name, time.monotonic()
                 n = self.in_flight[t.tenant] = self.in_flight.get(t.tenant, 0) + 1
                 self.peak_in_flight[t.tenant] = max(self.peak_in_flight.get(t.tenant, 0), n)
@@ -360,9 +398,15 @@ class BoardScheduler:
                   for n, b in self.boards.items()}
         tenants = {t: {"calls": self.calls.get(t, 0), "busy_s": self.busy_s.get(t, 0.0),
                        "in_flight": self.in_flight.get(t, 0), "peak_in_flight": self.peak_in_flight.get(t, 0),
-                       "quota": self.quotas[t].to_dict() if t in self.quotas else None}
-                   for t in sorted(set(self.calls) | set(self.in_flight) | set(self.quotas))}
-        return {"boards": boards, "tenants": tenants, "queued": self.queued(), "lost_releases": self.lost_releases}
+                       "quota": self._quota_dict(t), "weight": self.weight(t),
+                       "caller_quota": self.quotas[t].to_dict() if t in self.quotas else None}
+                   for t in sorted(set(self.calls) | set(self.in_flight) | set(self.quotas) | set(self.policy.tenants))}
+        return {"boards": boards, "tenants": tenants, "queued": self.queued(), "lost_releases": self.lost_releases,
+                "policy": self.policy.to_dict() | {"error": self.policy_error}}
+
+    def _quota_dict(self, tenant: str) -> dict[str, Any] | None:
+        q = self.quota(tenant)
+        return None if q.max_concurrent is None and q.device_seconds is None else q.to_dict()
 
     def grants(self, kind: str | None = None) -> list[tuple[int, str, str, str]]:
         return [g for g in self.grant_log if kind in (None, g[1])]

@@ -96,7 +96,7 @@ class LoihiRuntime(EmulatedRuntime):
 
     kind: ClassVar[str] = "loihi"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        embedded_boards=2, hybrid_fallback=True, weight_bits=8,
+        embedded_boards=2, hybrid_fallback=True, weight_bits=int(LIMITS["weight_bits"]),
         weight_bits_source="actors/loihi/constants.yaml weight_bits (Lava PyDenseModelBitAcc clip_weights num_bits=8)",
         reference="lava-nc 0.10 fixed_pt (bit-exact)", time_mode="as-fast-as-possible")
     handlers: ClassVar[dict[type, Handler]] = HANDLERS

@@ -32,7 +32,7 @@ import numpy as np
 
 from actors.base.common import arrays_to_layers, layers_to_arrays
 from actors.base.emulated import DeviceRun, EmulatedRuntime, raise_if_unfit
-from actors.base.energy import modelled_energy
+from actors.base.energy import load_constants, modelled_energy
 from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
@@ -96,7 +96,8 @@ def _coeffs(layer: Layer, dt: float) -> dict[str, np.ndarray]:
 class SpinnakerRuntime(EmulatedRuntime):
     kind: ClassVar[str] = "spinnaker"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        weight_bits=16, weight_bits_source="actors/spinnaker/constants.yaml synaptic word: 16-bit weight",
+        weight_bits=int(load_constants("spinnaker").limits["weight_bits"]),
+        weight_bits_source="actors/spinnaker/constants.yaml limits.weight_bits (sPyNNaker synaptic word: 16-bit weight)",
         time_mode="realtime")
     handlers: ClassVar[dict[type, Handler]] = HANDLERS
     options_doc: ClassVar[dict[str, str]] = {

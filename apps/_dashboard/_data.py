@@ -19,7 +19,7 @@ __all__ = [
     "KPI_METRICS", "PARETO_OBJECTIVES", "list_runs", "load_json", "run_kpis", "run_stages", "neurobench_table",
     "lineage_rows", "artifact_rows", "fit_reports", "golden_rows", "comparison", "list_pareto", "pareto_trials", "filter_trials",
     "list_rollouts", "list_deployments", "list_drift", "drift_features", "drift_histogram", "refused",
-    "fmt_time",
+    "refused_rows", "LISTED_KINDS", "fmt_time",
 ]
 
 # (row field, label, unit) per gated KPI, and Tune's objectives: both from fabric.kpis
@@ -47,17 +47,40 @@ def refused(reg: Registry) -> list[tuple[str, str]]:
     return reg.scan()[1]
 
 
-def _json_records(reg: Registry, kind: str, name_suffix: str | None = None) -> list[tuple[ArtifactRecord, dict]]:
+# the kinds whose stored JSON documents the pages list (runs, AutoML, serving, drift)
+LISTED_KINDS = ("report", "pareto", "rollout", "deployment", "drift")
+REFUSED_COLUMNS = ["id", "kind", "name", "reason"]
+
+
+def refused_rows(reg: Registry) -> pd.DataFrame:
+    """One row per stored record the pages leave out because it failed verification: ``id``, ``kind``
+    (``?`` when the record itself is refused: its fields cannot be trusted), ``name`` and ``reason``.
+
+    Why: a tampered record used to vanish from every listing without a word; a page that shows what it
+    refused lets an operator see an attack or a broken store instead of a quietly shorter list.
+    """
+    rows = [{"id": aid, "kind": "?", "name": "", "reason": reason} for aid, reason in reg.scan()[1]]
+    for kind in LISTED_KINDS:
+        _json_records(reg, kind, refused_out=rows)
+    return pd.DataFrame(rows, columns=REFUSED_COLUMNS)
+
+
+def _json_records(reg: Registry, kind: str, name_suffix: str | None = None,
+                  refused_out: list[dict[str, Any]] | None = None) -> list[tuple[ArtifactRecord, dict]]:
+    """Verified records of ``kind`` with their JSON documents; an artifact whose bytes fail verification
+    (or are not a JSON object) is left out here and reported in ``refused_out`` (see :func:`refused_rows`)."""
     out = []
-    for rec in reg.ls(kind):
+    recs, _ = reg.scan(kind)  # refused records are reported by refused_rows, once for every page
+    for rec in recs:
         if name_suffix and not rec.name.endswith(name_suffix):
             continue
         if rec.extra.get("format") in ("png", "markdown"):
             continue
         try:
             out.append((rec, load_json(reg, rec.id)))
-        except (ValueError, IntegrityError, ArtifactNotFound):
-            continue
+        except (ValueError, IntegrityError, ArtifactNotFound) as exc:
+            if refused_out is not None:
+                refused_out.append({"id": rec.id, "kind": rec.kind, "name": rec.name, "reason": str(exc)})
     return out
 
 

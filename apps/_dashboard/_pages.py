@@ -18,7 +18,7 @@ from apps._dashboard import _live as L
 from fabric.kpis import by_name
 from fabric.store.registry import Registry
 
-__all__ = ["Context", "PAGES", "render"]
+__all__ = ["Context", "PAGES", "render", "show_refused"]
 
 
 @dataclass(kw_only=True)
@@ -332,5 +332,18 @@ PAGES = {"Runs": page_runs, "Model detail": page_model, "Cross-device": page_com
          "Serving": page_serving, "Devices": page_devices, "Drift": page_drift}
 
 
+def show_refused(ctx: Context) -> None:
+    """Records the listings leave out because they failed verification, as refused rows on every page:
+    a tampered record is shown as REFUSED, never silently dropped."""
+    bad = listing(ctx, "refused_rows")
+    if bad.empty:
+        return
+    st.error(f"{len(bad)} stored record(s) REFUSED: they failed verification and are not used by any page "
+             "(`fabric registry verify-all` lists them too)")
+    with st.expander("Refused records (id, kind, reason)"):
+        st.dataframe(bad.assign(id=bad["id"].str[:12]), hide_index=True, width="stretch")
+
+
 def render(ctx: Context, page: str) -> None:
+    show_refused(ctx)
     PAGES[page](ctx)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fabric.cli.options import STORE_HELP, add_store_option, fail
 from fabric.store.signing import (
     ENV_TRUST_ADMIN,
     ENV_TRUSTED,
@@ -65,27 +66,29 @@ def add_parser(sub: Any) -> None:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ks = p.add_subparsers(dest="kcmd", metavar="ACTION")
     ks.required = True
-    store_help = "also look at / publish to this artifact store (directory or fsspec URL)"
     q = ks.add_parser("show", help="this host's key id, the admin and the trusted, retired and revoked ids")
-    q.add_argument("--store", metavar="URL", help="also list the public keys in this store's keyring with their status")
+    add_store_option(q, "also list the public keys in this artifact store (a URL as for $FABRIC_STORE; no store is "
+                     "looked at unless given) with their trust status")
     q.add_argument("--json", action="store_true")
     q = ks.add_parser("trust", help="(admin) trust a key by id or public key file",
                       description="Add a key to the trust list (signed by this host's admin key).")
     q.add_argument("key", metavar="KEY_ID|PUBFILE", help="32-hex key id, or a PEM public key file (fabric keys export-public)")
-    q.add_argument("--store", metavar="URL", help="publish the public key file's key to this store's keyring too")
+    add_store_option(q, "also publish the PUBFILE's key to this store's keyring (a URL as for $FABRIC_STORE; none "
+                     "unless given)")
     q = ks.add_parser("revoke", help="(admin) refuse every record of a key, existing and new (final)")
     q.add_argument("key", metavar="KEY_ID|PUBFILE")
     q = ks.add_parser("rotate", help="make a new key for this host; the old one is retired",
                       description="Replace this host's signing key. The old private key is deleted; its existing "
                       "records stay valid (it is 'retired') until an admin revokes it. On the admin host the "
                       "trust list is handed to the new key.")
-    q.add_argument("--store", metavar="URL", help=store_help)
+    add_store_option(q, "also publish the new public key to this store's keyring (a URL as for $FABRIC_STORE; none "
+                     "unless given)")
     q = ks.add_parser("export-public", help="print (or write) this host's public key, creating the key if needed")
     q.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     q = ks.add_parser("publish", help="(admin) copy the signed trust list into a store for cluster workers",
                       description=f"Write the trust list to <store>/{STORE_TRUST_KEY}. Workers with no local trust "
                       f"list read it when ${ENV_TRUST_ADMIN} pins the admin key id.")
-    q.add_argument("--store", metavar="URL", required=True)
+    add_store_option(q, STORE_HELP)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -277,11 +280,8 @@ def main(a: argparse.Namespace) -> int:
     try:
         return _ACTIONS[a.kcmd](a)
     except _Refused as exc:
-        print(f"fabric keys: error: {exc}", file=sys.stderr)
-        return exc.code
+        return fail(exc, exc.code)
     except SignatureError as exc:
-        print(f"fabric keys: error: {exc}", file=sys.stderr)
-        return 3
+        return fail(exc, 3)
     except OSError as exc:
-        print(f"fabric keys: error: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc, 1)

@@ -26,8 +26,9 @@ EPILOG = """examples:
 
 environment: FABRIC_STORE (store URL, default ./.fabric/store), RAY_ADDRESS (join a cluster),
 FABRIC_DEVICES (emulated device counts, e.g. "loihi=2,akida=1"), FABRIC_TENANT (registry namespace),
-FABRIC_SIGNING_KEY (Ed25519 PEM path; default <store>/keys/ or ~/.fabric/keys/ for remote stores),
-FABRIC_TRUSTED_KEYS (pin accepted signer key ids), FABRIC_S3_ENDPOINT_URL (MinIO-style S3 endpoint)."""
+FABRIC_SIGNING_KEY (Ed25519 PEM path; default $FABRIC_HOME/keys/, never in the store), FABRIC_HOME (default
+~/.config/fabric: key and trust list, see `fabric keys --help`), FABRIC_TRUSTED_KEYS (extra pin of accepted
+signer key ids), FABRIC_S3_ENDPOINT_URL (MinIO-style S3 endpoint)."""
 
 
 _STORE_HELP = "artifact store: a directory or fsspec URL (default $FABRIC_STORE or ./.fabric/store)"
@@ -77,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("id", metavar="ID")
     q.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     _store_arg(q)
-    q = rs.add_parser("verify-all", help="verify every artifact: record signature, bytes, parents")
+    q = rs.add_parser("verify-all", help="verify every artifact: record signature, bytes, parents",
+                      description="Print every record's status; exit 4 (a failing artifact) when any is refused, "
+                      "listing the refused ids with their reasons on stderr.")
     q.add_argument("--json", action="store_true")
     _store_arg(q)
     for q in rs.choices.values():
@@ -115,12 +118,22 @@ def cmd_run(a: argparse.Namespace) -> int:
         format_run_extras,
         run_pipeline,
     )
+    from fabric.flow.stages import check_dataset, check_model
     from fabric.store.registry import Registry
 
     reg = Registry(a.store)
+    try:  # the dataset is resolved (version) or read (path) before Ray starts or anything is stored
+        source = check_dataset(reg, spec, a.spec)
+        check_model(reg, spec)  # model.nir read / model.module imported, likewise
+    except SpecError as exc:
+        return fail(str(exc), 2)
     log = (lambda s: None) if (a.quiet or a.json) else (lambda s: print(s, flush=True))
     connect(a.address)
-    summary = run_pipeline(spec, reg, progress=not (a.quiet or a.json), use_cache=not a.no_cache, log=log)
+    try:  # a user model's sizes are known once the data is encoded: still one line, no model stored
+        summary = run_pipeline(spec, reg, progress=not (a.quiet or a.json), use_cache=not a.no_cache, log=log,
+                               dataset=source)
+    except SpecError as exc:
+        return fail(str(exc), 2)
     if a.json:
         print(json.dumps(summary.to_dict(), indent=1, default=str))
     else:
@@ -210,9 +223,12 @@ def cmd_registry(a: argparse.Namespace) -> int:
                 print(json.dumps(results, indent=1))
             for res in [] if a.json else results:
                 print(f"{res['id'][:12]} {res['kind'] or '?':<9} {'OK' if res['ok'] else 'FAILED'} ({res['reason']})")
-            bad = sum(not r["ok"] for r in results)
+            bad = [r for r in results if not r["ok"]]
             if not a.json:
-                print(f"{len(results) - bad}/{len(results)} artifacts verified in {reg.url}")
+                print(f"{len(results) - len(bad)}/{len(results)} artifacts verified in {reg.url}"
+                      + (f"; {len(bad)} REFUSED" if bad else ""))
+            for res in bad:  # the refused ids with their reasons, also after --json (on stderr)
+                print(f"fabric: refused {res['id']}: {res['reason']}", file=sys.stderr)
             return 4 if bad else 0
         if a.rcmd == "show":
             rec = reg.record(a.id)
@@ -262,7 +278,8 @@ def _add_data_parser(sub: Any) -> None:
     ds = p.add_subparsers(dest="dcmd", metavar="ACTION")
     ds.required = True
     q = ds.add_parser("ingest", help="store a dataset from a file or a built-in source",
-                      description="SOURCE: a .npz/.npy/.csv/.parquet/.ts file or builtin:NAME.")
+                      description="SOURCE: a .npz/.npy/.csv/.parquet/.ts file or fsspec URL (s3://...), or "
+                      "builtin:NAME.")
     q.add_argument("source", metavar="SOURCE")
     q.add_argument("--name", help="dataset name (default: the file stem)")
     q.add_argument("--format", default="auto", help="auto (from the extension), npz, npy, parquet, csv or ts")
@@ -297,11 +314,11 @@ def cmd_data(a: argparse.Namespace) -> int:
         DataError,
         dataset_summary,
         from_parquet_bytes,
-        ingest,
         load_builtin,
         prepare,
         to_parquet_bytes,
     )
+    from fabric.data.sources import ingest_files, read_source
     from fabric.store.registry import ArtifactNotFound, IntegrityError, Registry
 
     try:
@@ -312,8 +329,10 @@ def cmd_data(a: argparse.Namespace) -> int:
                 ds, splits = prepare(ds, test_fraction=a.test_fraction, val_fraction=a.val_fraction, seed=a.seed,
                                      normalize="none")  # built-ins come normalized
             else:
-                ds = ingest(a.source, name=a.name, fmt=a.format, labels=a.labels, label_column=a.label_column,
-                            test=a.test, sampling_rate_hz=a.sampling_rate, layout=a.layout)
+                # files or fsspec URLs (s3://bucket/x.parquet), read once and parsed from a private copy
+                ds = ingest_files(read_source(a.source), labels=read_source(a.labels) if a.labels else None,
+                                  test=read_source(a.test) if a.test else None, name=a.name, fmt=a.format,
+                                  label_column=a.label_column, sampling_rate_hz=a.sampling_rate, layout=a.layout)
                 if a.limit is not None:
                     ds = ds.take(slice(0, a.limit))
                 ds, splits = prepare(ds, test_fraction=a.test_fraction, val_fraction=a.val_fraction, seed=a.seed,
@@ -391,6 +410,9 @@ def _extension(cmd: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fabric.store.registry import IntegrityError
+    from fabric.store.signing import SignatureError
+
     a = build_parser().parse_args(argv)
     try:
         if a.cmd in EXTENSIONS:
@@ -398,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[a.cmd](a)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
+    except (IntegrityError, SignatureError) as exc:
+        # a refused record (tampered, or signed by a key the trust list does not name, e.g. a store
+        # written before keys moved out of stores): one line with the key id and the fix, nothing stored
+        return fail(str(exc).splitlines()[0], 4)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from fabric.data.events import (  # noqa: F401
     events_to_frames,
     generate_gestures,
 )
+from fabric.data.sources import SourceFile, ingest_files, is_url, read_source  # noqa: F401
 
 __all__ = [
     "Dataset",
@@ -54,6 +55,10 @@ __all__ = [
     "dataset_summary",
     "to_parquet_bytes",
     "from_parquet_bytes",
+    "SourceFile",
+    "read_source",
+    "ingest_files",
+    "is_url",
     "ENCODERS",
     "DECODERS",
     "encode",

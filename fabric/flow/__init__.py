@@ -21,6 +21,7 @@ from fabric.flow.compare import (  # noqa: F401
     render_png,
     rows_from_kpis,
 )
+from fabric.flow.datasource import DatasetSource, check_dataset, store_dataset  # noqa: F401
 from fabric.flow.drift import (  # noqa: F401
     FEATURES,
     DriftInputError,
@@ -47,6 +48,9 @@ from fabric.flow.pipeline import (  # noqa: F401
 
 __all__ = [
     "stages",
+    "DatasetSource",
+    "check_dataset",
+    "store_dataset",
     "pack_spikes",
     "unpack_spikes",
     "model_to_bytes",

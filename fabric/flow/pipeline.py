@@ -1,6 +1,8 @@
 """The NMLOps job as a stage graph: requirements -> data -> encode -> train -> neurobench -> compress
 -> export (NIR) -> compile[kind] -> evaluate[kind] on device actors -> golden[kind] -> deploy[kind]
 (only kinds whose KPI gates pass) -> report (KPI table + gates, Markdown + PNG).
+A pre-trained graph (``model.nir``) replaces train -> neurobench -> compress -> export by one
+``import`` stage that stores it as the nir artifact.
 
 Every stage's output is a registry artifact keyed by the hashes of its inputs and the spec fields it
 reads, so a rerun with the same spec reuses what is done and a crashed job resumes at the first stage
@@ -18,6 +20,7 @@ from typing import Any
 
 from fabric.flow import stages
 from fabric.flow.codecs import nir_from_bytes, nir_to_bytes, program_from_bytes, unpack_spikes
+from fabric.flow.datasource import DatasetSource
 from fabric.flow.rows import KPIRow, _gates, format_kpi_table
 from fabric.records import FitError, Program
 from fabric.spec import Spec
@@ -30,7 +33,8 @@ __all__ = ["run_pipeline", "RunSummary", "format_neurobench", "StageOutcome", "K
 
 # bump a stage's version when its code changes meaning, so stale cache entries are not reused
 STAGE_VERSIONS = {"requirements": 1, "data": 1, "encode": 2, "train": 2, "neurobench": 1, "compress": 1, "export": 1,
-                  "compile": 1, "evaluate": 2, "golden": 1, "deploy": 1}
+                  "compile": 1, "evaluate": 2, "golden": 1, "deploy": 1,
+                  "import": 1}
 
 
 @dataclass(kw_only=True)
@@ -97,21 +101,25 @@ class _Runner:
 
 
 def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_cache: bool = True,
-                 log: Callable[[str], None] = print) -> RunSummary:
+                 log: Callable[[str], None] = print, dataset: DatasetSource | None = None) -> RunSummary:
     """Run (or resume) the job for ``spec``; device stages go through Ray actor pools.
 
     The graph only: what each stage computes and stores is :mod:`fabric.flow.stages`; here are the
-    cache key of each stage (its inputs' ids and the spec fields it reads) and the order."""
+    cache key of each stage (its inputs' ids and the spec fields it reads) and the order.
+    ``dataset``: the result of :func:`fabric.flow.stages.check_dataset` when the caller already
+    validated the dataset (else it is checked here first: a bad one raises SpecError, nothing stored)."""
     from fabric.kinds import capabilities, device_pool, make_runtime
 
+    src = dataset if dataset is not None else stages.check_dataset(registry, spec)
+    user = stages.check_model(registry, spec)  # model.nir read / model.module imported: SpecError, nothing stored
     t_start = time.perf_counter()
     R = _Runner(spec, registry, progress, use_cache, log)
     sh = spec.hash
 
     # 1. requirements: the validated spec itself, so every run's lineage starts from what was asked
     req_rec = R.stage("requirements", [sh], lambda: stages.requirements(registry, spec))
-    # 2. data
-    data_rec = R.stage("data", [spec.dataset.model_dump(), spec.seed], lambda: stages.data(registry, spec))
+    # 2. data (key: the dataset section for a built-in, the version id, or the file's sha256 for a path)
+    data_rec = R.stage("data", src.key, lambda: stages.data(registry, spec, src))
     # 3. encode (every encoder parameter stored, defaults resolved, with the input kind and decoder)
     enc_rec = R.stage("encode", [data_rec.id, spec.encoder.model_dump(), spec.seed],
                       lambda: stages.encode(registry, spec, data_rec.id))
@@ -119,31 +127,47 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
     n_out = int(enc_meta["n_classes"])
     train_mask, test_mask = splits == "train", splits == "test"
 
-    # 4. train
-    model_rec = R.stage("train", [enc_rec.id, spec.model.model_dump(), spec.train.model_dump(), spec.seed],
-                        lambda: stages.train(registry, spec, enc_rec.id, spikes[train_mask], labels[train_mask], n_out,
-                                             progress=progress, log=log))
-
-    # 5. NeuroBench static + workload metrics of the trained model on the test split
-    nb_rec = R.stage("neurobench", [model_rec.id, enc_rec.id], lambda: stages.neurobench(
-        registry, spec, model_rec.id, enc_rec.id, spikes[test_mask], labels[test_mask]))
-    nb = registry.get_json(nb_rec.id)
-
-    # 6. compression: each variant a model artifact, measured against the baseline
+    # 4-7. the model. A pre-trained NIR graph (model.nir) is imported as the nir artifact: no train,
+    # neurobench or compress stages. The template or a user factory (model.module) is trained, measured,
+    # compressed (template only) and exported.
     compression: dict[str, Any] = {}
-    deploy_model_id = model_rec.id
-    c = spec.compress
-    if any(v is not None for v in (c.prune, c.structured, c.qat_bits, c.state_bits)):
-        comp_rec = R.stage("compress", [model_rec.id, enc_rec.id, c.model_dump(), spec.targets, spec.seed,
-                                        spec.train.batch_size, spec.eval_batch_size],
-                           lambda: stages.compress(registry, spec, model_rec.id, enc_rec.id, spikes, labels, train_mask,
-                                                   test_mask, progress=progress, log=log))
-        compression = registry.get_json(comp_rec.id)
-        deploy_model_id = compression["deploy_model_id"]
-        log(f"[compress] deploying variant {compression['deploy']!r} ({deploy_model_id[:12]})")
+    nb: dict[str, Any] = {}
+    n_in = int(spikes.shape[2])
+    if user.nir_bytes is not None:
+        nir_bytes = user.nir_bytes
+        nir_rec = R.stage("import", [hashlib.sha256(nir_bytes).hexdigest(), n_in, n_out],
+                          lambda: stages.import_nir(registry, spec, nir_bytes, n_in, n_out))
+        deploy_model_id = nir_rec.id  # the graph is the model
+        log("[import] pre-trained NIR graph (model.nir): no train, neurobench or compress stages")
+    else:
+        train_key: list[Any] = [enc_rec.id, spec.model.model_dump(), spec.train.model_dump(), spec.seed]
+        if spec.model.module is not None:
+            stages.check_user_model(spec, n_in, n_out)  # sizes and layers, one line, before any training
+            train_key.append(user.digest)  # editing the factory's file re-trains
+        # 4. train
+        model_rec = R.stage("train", train_key,
+                            lambda: stages.train(registry, spec, enc_rec.id, spikes[train_mask], labels[train_mask],
+                                                 n_out, progress=progress, log=log))
 
-    # 7. export to NIR (validated by reading it back with nir's type checks)
-    nir_rec = R.stage("export", [deploy_model_id], lambda: stages.export(registry, spec, deploy_model_id))
+        # 5. NeuroBench static + workload metrics of the trained model on the test split
+        nb_rec = R.stage("neurobench", [model_rec.id, enc_rec.id], lambda: stages.neurobench(
+            registry, spec, model_rec.id, enc_rec.id, spikes[test_mask], labels[test_mask]))
+        nb = registry.get_json(nb_rec.id)
+
+        # 6. compression: each variant a model artifact, measured against the baseline
+        deploy_model_id = model_rec.id
+        c = spec.compress
+        if any(v is not None for v in (c.prune, c.structured, c.qat_bits, c.state_bits)):
+            comp_rec = R.stage("compress", [model_rec.id, enc_rec.id, c.model_dump(), spec.targets, spec.seed,
+                                            spec.train.batch_size, spec.eval_batch_size],
+                               lambda: stages.compress(registry, spec, model_rec.id, enc_rec.id, spikes, labels,
+                                                       train_mask, test_mask, progress=progress, log=log))
+            compression = registry.get_json(comp_rec.id)
+            deploy_model_id = compression["deploy_model_id"]
+            log(f"[compress] deploying variant {compression['deploy']!r} ({deploy_model_id[:12]})")
+
+        # 7. export to NIR (validated by reading it back with nir's type checks)
+        nir_rec = R.stage("export", [deploy_model_id], lambda: stages.export(registry, spec, deploy_model_id))
     graph = nir_from_bytes(registry.get(nir_rec.id))
 
     # 8-10. per kind: compile, evaluate on the device actors, golden equivalence

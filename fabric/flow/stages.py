@@ -13,27 +13,40 @@ offered as its two halves (``encode_inputs`` + ``put_encoding``, ``put_model``, 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import nir
 import numpy as np
 
-from fabric.data.datasets import Dataset, load_builtin, split
+from fabric.data.datasets import Dataset
 from fabric.data.encode import encode_with_meta
 from fabric.flow.codecs import (
+    checkpoint_from_bytes,
     dataset_from_bytes,
-    dataset_to_bytes,
     model_from_bytes,
     model_to_bytes,
     nir_from_bytes,
     nir_to_bytes,
     pack_spikes,
 )
+from fabric.flow.datasource import DatasetSource, check_dataset, store_dataset
 from fabric.flow.rows import KPIRow
 from fabric.kpis import row_from_telemetry
 from fabric.model.snn import LifMLP, export_nir
 from fabric.model.train import TrainResult, train_model, train_on_cluster
+from fabric.model.user import (
+    SequentialSNN,
+    build_user_model,
+    check_graph_sizes,
+    export_sequential,
+    is_user_checkpoint,
+    load_factory,
+    module_digest,
+    read_nir_source,
+    user_model_from_bytes,
+    user_model_to_bytes,
+)
 from fabric.records import Program
 from fabric.spec import Spec
 from fabric.store.registry import ArtifactRecord, Registry
@@ -41,6 +54,7 @@ from fabric.store.registry import ArtifactRecord, Registry
 __all__ = [
     "LATENCY_PROBE",
     "requirements",
+    "check_dataset",
     "load_dataset",
     "put_dataset",
     "data",
@@ -50,6 +64,10 @@ __all__ = [
     "put_model",
     "train",
     "load_model",
+    "ModelSource",
+    "check_model",
+    "check_user_model",
+    "import_nir",
     "neurobench",
     "compress",
     "export",
@@ -76,23 +94,27 @@ def requirements(registry: Registry, spec: Spec) -> ArtifactRecord:
 
 
 # -- data -----------------------------------------------------------------------------------------------
-def load_dataset(spec: Spec) -> tuple[Dataset, np.ndarray]:
-    """The spec's dataset and its seeded train/val/test split (nothing stored)."""
-    ds = load_builtin(spec.dataset.name, spec.dataset.limit)
-    return ds, split(len(ds.y), spec.dataset.test_fraction, spec.dataset.val_fraction, spec.seed)
+# check_dataset (re-exported from fabric.flow.datasource): resolve and validate the spec's dataset before
+# any work; raises SpecError naming the field (dataset.version: ...) and stores nothing
 
 
-def put_dataset(registry: Registry, spec: Spec, ds: Dataset, splits: np.ndarray) -> ArtifactRecord:
+def load_dataset(spec: Spec, registry: Registry | None = None, *,
+                 source: DatasetSource | None = None) -> tuple[Dataset, np.ndarray]:
+    """The spec's dataset and its train/val/test split (nothing stored): a built-in split with the
+    spec's seed, a stored version with its own split, a path ingested and split like ``fabric data
+    ingest`` does. ``registry`` resolves a ``dataset.version``; ``source``: an earlier check's result."""
+    return (source or check_dataset(registry, spec)).load(spec)
+
+
+def put_dataset(registry: Registry, spec: Spec, ds: Dataset, splits: np.ndarray, *,
+                source: DatasetSource | None = None) -> ArtifactRecord:
     """Store a dataset with its split as the ``dataset`` artifact (parquet)."""
-    return registry.put(dataset_to_bytes(ds, splits), kind="dataset", name=spec.dataset.name, spec_hash=spec.hash,
-                        seeds=_seeds(spec), extra={"samples": len(ds.y), "shape": list(ds.x.shape[1:]),
-                                                   "classes": ds.classes, "source": ds.source, "format": "parquet"})
+    return store_dataset(registry, spec, source or check_dataset(registry, spec), ds, splits)
 
 
-def data(registry: Registry, spec: Spec) -> ArtifactRecord:
-    """Load the spec's dataset, split it, store it."""
-    ds, sp = load_dataset(spec)
-    return put_dataset(registry, spec, ds, sp)
+def data(registry: Registry, spec: Spec, source: DatasetSource | None = None) -> ArtifactRecord:
+    """Load the spec's dataset, split it, store it (a version named as is: that version's record)."""
+    return store_dataset(registry, spec, source or check_dataset(registry, spec))
 
 
 # -- encode ---------------------------------------------------------------------------------------------
@@ -119,10 +141,16 @@ def encode(registry: Registry, spec: Spec, data_id: str) -> ArtifactRecord:
 
 
 # -- train ----------------------------------------------------------------------------------------------
-def put_model(registry: Registry, spec: Spec, model: LifMLP, res: TrainResult, *, parents: list[str],
-              **extra: Any) -> ArtifactRecord:
+def put_model(registry: Registry, spec: Spec, model: LifMLP | SequentialSNN, res: TrainResult, *,
+              parents: list[str], **extra: Any) -> ArtifactRecord:
     """Store a trained network as the ``model`` artifact, with its training record (``res``) and
-    ``extra`` (e.g. ``variant`` for the pipeline, the trial's config for Tune)."""
+    ``extra`` (e.g. ``variant`` for the pipeline, the trial's config for Tune). A user factory's model
+    is stored as its factory reference + params + source digest + state dict."""
+    if isinstance(model, SequentialSNN):
+        return registry.put(user_model_to_bytes(model), kind="model", name=f"{spec.name}/user", parents=parents,
+                            spec_hash=spec.hash, seeds=_seeds(spec),
+                            extra={"history": res.history, "train_seconds": res.seconds, "device": res.device,
+                                   "factory": model.factory, "params": model.params, **extra})
     return registry.put(model_to_bytes(model), kind="model", name=f"{spec.name}/lif_mlp", parents=parents,
                         spec_hash=spec.hash, seeds=_seeds(spec),
                         extra={"history": res.history, "train_seconds": res.seconds, "device": res.device,
@@ -143,9 +171,51 @@ def train(registry: Registry, spec: Spec, enc_id: str, x: np.ndarray, y: np.ndar
     return put_model(registry, spec, res.model, res, parents=[enc_id], variant="baseline")
 
 
-def load_model(registry: Registry, model_id: str) -> LifMLP:
-    """The exportable LIF network of a model artifact (baseline or any compressed variant)."""
-    return model_from_bytes(registry.get(model_id))
+def load_model(registry: Registry, model_id: str) -> LifMLP | SequentialSNN:
+    """The exportable network of a model artifact (baseline or any compressed variant; a user model
+    is rebuilt with its factory)."""
+    data = registry.get(model_id)
+    if is_user_checkpoint(checkpoint_from_bytes(data)):
+        return user_model_from_bytes(data)
+    return model_from_bytes(data)
+
+
+# -- the model's source (checked before anything is stored) --------------------------------------------
+@dataclass(frozen=True)
+class ModelSource:
+    """What :func:`check_model` found: the bytes of a ``model.nir`` graph, or the sha256 of a
+    ``model.module`` factory's source file (part of the train key); both None for the template."""
+
+    nir_bytes: bytes | None = None
+    digest: str | None = None
+
+
+def check_model(registry: Registry | None, spec: Spec) -> ModelSource:
+    """Read ``model.nir`` (nir.read + type inference) or import ``model.module``'s factory, before any
+    work: a failure is one :class:`fabric.spec.SpecError` line naming the field, nothing stored."""
+    if spec.model.nir is not None:
+        return ModelSource(nir_bytes=read_nir_source(spec.model.nir, registry))
+    if spec.model.module is not None:
+        load_factory(spec.model.module)
+        return ModelSource(digest=module_digest(spec.model.module))
+    return ModelSource()
+
+
+def check_user_model(spec: Spec, n_in: int, n_out: int) -> None:
+    """Build the user factory's network once for the encoded sizes (its layers, input and output size
+    checked) in this process, so a bad model is one line naming ``model.module`` before training."""
+    build_user_model(spec.model.module, spec.model.params, n_in, n_out, spec.seed)
+
+
+# -- import (model.nir: a pre-trained graph instead of train/neurobench/compress/export) ----------------
+def import_nir(registry: Registry, spec: Spec, data: bytes, n_in: int, n_out: int) -> ArtifactRecord:
+    """Store a pre-trained NIR graph (``data``: bytes read by :func:`fabric.model.user.read_nir_source`)
+    as the ``nir`` artifact, once its Input/Output sizes match the encoded features and class count."""
+    graph = nir_from_bytes(data)
+    check_graph_sizes(graph, n_in, n_out)
+    return registry.put(data, kind="nir", name=f"{spec.name}.nir", spec_hash=spec.hash, seeds=_seeds(spec),
+                        extra={"nodes": list(graph.nodes), "format": "nir-hdf5", "source": spec.model.nir,
+                               "producer": (graph.metadata or {}).get("producer", "external")})
 
 
 # -- neurobench -----------------------------------------------------------------------------------------
@@ -154,7 +224,8 @@ def neurobench(registry: Registry, spec: Spec, model_id: str, enc_id: str, x: np
     """NeuroBench static + workload metrics of a model on ``x``/``y`` (the test split)."""
     from fabric.model.neurobench import neurobench_metrics
 
-    res = neurobench_metrics(load_model(registry, model_id), x, y, spec.eval_batch_size)
+    model = load_model(registry, model_id)
+    res = neurobench_metrics(model, x, y, spec.eval_batch_size)
     return registry.put_json(res, kind="report", name=f"{spec.name}/neurobench", parents=[model_id, enc_id],
                              spec_hash=spec.hash, seeds=_seeds(spec), extra={"metrics": sorted(res)})
 
@@ -197,12 +268,14 @@ def compress(registry: Registry, spec: Spec, model_id: str, enc_id: str, spikes:
 
 
 # -- export ---------------------------------------------------------------------------------------------
-def export(registry: Registry, spec: Spec, model_id: str, *, model: LifMLP | None = None) -> ArtifactRecord:
+def export(registry: Registry, spec: Spec, model_id: str, *,
+           model: LifMLP | SequentialSNN | None = None) -> ArtifactRecord:
     """Export a model artifact to NIR, validated by reading it back with nir's type checks.
 
     ``model``: the network of ``model_id`` when the caller still holds it (saves reloading it)."""
-    graph = export_nir(load_model(registry, model_id) if model is None else model,
-                       metadata={"timesteps": spec.encoder.timesteps, "model_artifact": model_id})
+    net = load_model(registry, model_id) if model is None else model
+    meta = {"timesteps": spec.encoder.timesteps, "model_artifact": model_id}
+    graph = export_sequential(net, metadata=meta) if isinstance(net, SequentialSNN) else export_nir(net, metadata=meta)
     blob = nir_to_bytes(graph)
     nir_from_bytes(blob)  # must pass nir.read + type inference
     return registry.put(blob, kind="nir", name=f"{spec.name}.nir", parents=[model_id], spec_hash=spec.hash,

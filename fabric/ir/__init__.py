@@ -10,6 +10,7 @@ from fabric.ir.lowering import (  # noqa: F401
     NEURON_HANDLERS,
     SYNAPSE_HANDLERS,
     GraphStructureError,
+    GraphValidationError,
     Handler,
     Layer,
     LoweringContext,
@@ -30,6 +31,7 @@ from fabric.ir.recurrent import (  # noqa: F401
     simulate_recurrent,
     train_recurrent,
 )
+from fabric.ir.validate import validate_graph  # noqa: F401
 
 __all__ = [
     "Partition",
@@ -40,6 +42,8 @@ __all__ = [
     "Handler",
     "UnsupportedNodeError",
     "GraphStructureError",
+    "GraphValidationError",
+    "validate_graph",
     "DEFAULT_HANDLERS",
     "NEURON_HANDLERS",
     "SYNAPSE_HANDLERS",

@@ -22,6 +22,7 @@ __all__ = [
     "Handler",
     "UnsupportedNodeError",
     "GraphStructureError",
+    "GraphValidationError",
     "DEFAULT_HANDLERS",
     "NEURON_HANDLERS",
     "SYNAPSE_HANDLERS",
@@ -45,6 +46,16 @@ class UnsupportedNodeError(ValueError):
 
 class GraphStructureError(ValueError):
     """The graph's shape (branches, cycles, dangling affine) is not one the compiler maps."""
+
+
+class GraphValidationError(GraphStructureError):
+    """A node's numbers or sizes no kind can compile (NaN/inf, tau <= 0, threshold <= 0, a shape that
+    does not match its neighbour); raised by :func:`fabric.ir.validate.validate_graph` before lowering.
+    A GraphStructureError, so every caller that reports compile errors reports it alike, on one line."""
+
+    def __init__(self, node_name: str, node_type: str, constraint: str) -> None:
+        self.node_name, self.node_type, self.constraint = node_name, node_type, constraint
+        super().__init__(f"node {node_name!r} ({node_type}): {constraint}")
 
 
 @dataclass(kw_only=True)
@@ -193,7 +204,14 @@ def topological_order(graph: nir.NIRGraph) -> list[str]:
 
 
 def lower(graph: nir.NIRGraph, kind: str, handlers: Mapping[type, Handler]) -> LoweringContext:
-    """Walk ``graph`` with ``handlers`` and return the context holding the lowered layers."""
+    """Walk ``graph`` with ``handlers`` and return the context holding the lowered layers.
+
+    The graph is validated first (:func:`fabric.ir.validate.validate_graph`), so no kind sees NaN/inf
+    numbers, non-positive time constants or mismatched shapes.
+    """
+    from fabric.ir.validate import validate_graph
+
+    validate_graph(graph)
     ctx = LoweringContext(kind=kind, graph=graph, dt=graph_dt(graph))
     supported = sorted(t.__name__ for t in handlers)
     for name in topological_order(graph):

@@ -133,7 +133,10 @@ def lower_recurrent(graph: nir.NIRGraph, kind: str, handlers: Mapping[type, Hand
     The recurrent synapse's type must be in ``handlers`` too (else :class:`UnsupportedNodeError`); its
     bias (Affine) is folded into the layer bias, since ``W_rec s + b_rec`` enters the same current.
     """
+    from fabric.ir.validate import validate_graph
+
     g = inline_subgraphs(graph)
+    validate_graph(g)  # the recurrent synapses too: lower() below sees the graph without them
     loops = find_self_loops(g)
     if not loops:
         return lower(g, kind, handlers)

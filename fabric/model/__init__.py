@@ -48,6 +48,21 @@ if TYPE_CHECKING:
         train_model,
         train_on_cluster,
     )
+    from fabric.model.user import (  # noqa: F401
+        SUPPORTED_LAYERS,
+        SequentialSNN,
+        UserModelError,
+        build_user_model,
+        check_graph_sizes,
+        check_layers,
+        export_sequential,
+        is_user_checkpoint,
+        load_factory,
+        module_digest,
+        read_nir_source,
+        user_model_from_bytes,
+        user_model_to_bytes,
+    )
 
 _HOME = {
     "compress": ["STATE_RANGE_THRESHOLDS", "Variant", "magnitude_prune", "prune_masks", "structured_prune",
@@ -60,6 +75,9 @@ _HOME = {
     "quantize": ["quantize_symmetric", "symmetric_levels", "check_bits"],
     "snn": ["LifMLP", "export_nir", "simulate_layers", "LayerStats"],
     "train": ["TrainResult", "train_loop", "train_model", "train_on_cluster", "build_model", "pick_device"],
+    "user": ["SUPPORTED_LAYERS", "UserModelError", "SequentialSNN", "load_factory", "module_digest", "check_layers",
+             "build_user_model", "export_sequential", "user_model_to_bytes", "is_user_checkpoint",
+             "user_model_from_bytes", "read_nir_source", "check_graph_sizes"],
 }
 _MODULE_OF = {name: mod for mod, names in _HOME.items() for name in names}
 

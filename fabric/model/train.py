@@ -26,7 +26,7 @@ __all__ = ["TrainResult", "train_loop", "train_model", "train_on_cluster", "buil
 
 @dataclass(kw_only=True)
 class TrainResult:
-    model: LifMLP
+    model: nn.Module  # a LifMLP, or a fabric.model.user.SequentialSNN for a user factory
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     device: str = "cpu"
@@ -40,7 +40,13 @@ def pick_device(choice: str) -> torch.device:
     return torch.device("cpu")
 
 
-def build_model(spec: Spec, n_in: int, n_out: int) -> LifMLP:
+def build_model(spec: Spec, n_in: int, n_out: int) -> nn.Module:
+    """The spec's untrained network, seeded: the lif_mlp template, or the user factory's Sequential
+    (``model.module``, checked before training by :func:`fabric.model.user.build_user_model`)."""
+    if spec.model.module is not None:
+        from fabric.model.user import build_user_model
+
+        return build_user_model(spec.model.module, spec.model.params, n_in, n_out, spec.seed)
     torch.manual_seed(spec.seed)
     return LifMLP(n_in, list(spec.model.hidden), n_out, spec.model.beta, spec.model.threshold)
 
@@ -146,7 +152,12 @@ def train_on_cluster(spec: Spec, spikes: np.ndarray, labels: np.ndarray, n_out: 
     if spec.train.device == "cuda" and not gpus:
         raise RuntimeError("train.device: 'cuda' requested but no node of the cluster has a GPU")
     task = ray.remote(_train_task).options(num_cpus=1, num_gpus=gpus, max_retries=2)
-    state, history, seconds, device = ray.get(task.remote(spec.to_dict(), spikes, labels, n_out, progress))
+    sent = spec
+    if spec.model.module is not None:  # a worker's working directory may differ: send the file's absolute path
+        from fabric.model.user import absolute_ref
+
+        sent = spec.model_copy(update={"model": spec.model.model_copy(update={"module": absolute_ref(spec.model.module)})})
+    state, history, seconds, device = ray.get(task.remote(sent.to_dict(), spikes, labels, n_out, progress))
     model = build_model(spec, spikes.shape[2], n_out)
     model.load_state_dict(torch.load(io.BytesIO(state), weights_only=True))
     return TrainResult(model=model.eval(), history=history, seconds=seconds, device=device)

@@ -126,7 +126,7 @@ def trust_path() -> Path:
 def _write_atomic(path: Path, data: bytes, *, exclusive: bool) -> bool:
     """Write ``path`` atomically (mode 0600). ``exclusive``: only if it does not exist yet (the first
     of racing writers wins); else replace it. Returns whether this call's bytes were written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # a key directory is private
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         os.fchmod(fd, 0o600)

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import io
+import logging
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -43,6 +44,8 @@ from serve._private.schemas import (
     to_array,
 )
 from serve._private.traffic import TrafficError, TrafficState, VersionState
+
+log = logging.getLogger(__name__)
 
 __all__ = ["build_app", "Ingress", "BodyLimit", "BodyTooLarge", "token_digest", "INPUT_WINDOW", "LATENCY_DEFINITION"]
 
@@ -268,6 +271,7 @@ class Ingress:
         self.steps: list[dict[str, Any]] = []
         self.metrics = Metrics()
         self.retries = 0
+        self.refused: list[dict[str, Any]] = []  # versions restore() left out, and why (in /admin/status)
         self.session = uuid.uuid4().hex[:12]  # tells this ingress's rollout records from earlier ones
         self._tasks: set[asyncio.Task[Any]] = set()
         self._admin_lock = asyncio.Lock()
@@ -342,7 +346,11 @@ class Ingress:
                 continue
             try:
                 info = resolve_model(self.registry, vd["model_id"], vd["kind"])
-            except (ResolveError, ArtifactNotFound, IntegrityError):
+            except (ResolveError, ArtifactNotFound, IntegrityError) as exc:  # never skipped without a word
+                self.refused.append({"version": name, "model_id": vd.get("model_id"), "kind": vd.get("kind"),
+                                     "reason": f"{type(exc).__name__}: {exc}", "time": time.time()})
+                log.warning("ingress %s: not restoring version %s (model %s): %s", self.app_name, name,
+                            str(vd.get("model_id"))[:12], exc)
                 continue
             self.handles[name], self.infos[name] = handle, info
             self.windows[name] = KpiWindow(self.policy.window)
@@ -553,7 +561,7 @@ class Ingress:
                          "weight": v.weight, "role": v.role, "kpis": v.kpis,
                          "breaches": breaches(snap, v.kpis, self.policy)} | snap)
         return {"app": self.app_name, "deployments": deps, "policy": self.policy.to_dict(), "retries": self.retries,
-                "steps": self.steps[-50:], "latency_definition": LATENCY_DEFINITION}
+                "steps": self.steps[-50:], "latency_definition": LATENCY_DEFINITION, "refused": self.refused[-50:]}
 
     async def status(self, authorization: str | None = Header(None)) -> dict[str, Any]:
         self._auth(authorization)

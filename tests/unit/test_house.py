@@ -212,3 +212,17 @@ def test_no_kind_name_comparisons_outside_actors():
 def test_fabric_has_about_a_dozen_top_level_modules():
     top = sorted(p.name for p in (ROOT / "fabric").glob("*.py"))
     assert len(top) <= 12, top
+
+
+def test_declared_weight_bits_come_from_each_kinds_constants_file():
+    """A kind's declared precision is read from its constants.yaml, not copied by hand."""
+    import yaml
+
+    for kind in K.kinds():
+        caps = K.capabilities(kind)
+        if caps.weight_bits is None:
+            continue
+        limits = yaml.safe_load((ROOT / K.kind_package(kind).replace(".", "/") / "constants.yaml").read_text())["limits"]
+        declared = limits.get("weight_bits", limits.get("dense_weight_bits"))
+        declared = declared["value"] if isinstance(declared, dict) else declared
+        assert caps.weight_bits == (max(declared) if isinstance(declared, list) else declared), kind

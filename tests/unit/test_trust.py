@@ -92,9 +92,9 @@ def test_trusted_worker_then_revoked_key_records_are_refused(reg, store_dir, tmp
     reg.put(b"head", kind="dataset", name="d")
     key, pub = _worker(tmp_path)
     worker = Registry(store_dir, signing_key=key)
-    wid = worker.signer.key_id
+    wid = Signer.load(key).key_id
     with pytest.warns(UserWarning, match=f"signing key {wid} is not in the trust list"):
-        Registry(store_dir, signing_key=key).signer
+        assert worker.signer.key_id == wid
     assert main(["keys", "trust", str(pub), "--store", store_dir]) == 0
     assert f"trusted key {wid}" in capsys.readouterr().out
     rec = worker.put(b"from the worker", kind="model", name="w")
@@ -184,7 +184,7 @@ def test_replacing_an_invalid_record_is_an_explicit_admin_action(reg, store_dir,
     key, _ = _worker(tmp_path)
     with pytest.warns(UserWarning, match="not in the trust list"):
         other = Registry(store_dir, signing_key=key)
-        other.signer
+        assert other.signer.key_id
     with pytest.raises(IntegrityError, match="replace_invalid needs the trust list's admin key"):
         other.put(b"w", kind="model", name="m", replace_invalid=True)
     with caplog.at_level(logging.WARNING, logger="fabric.store.registry"):
@@ -231,3 +231,21 @@ def test_cli_keys_show_trust_revoke_errors_and_exit_codes(reg, store_dir, tmp_pa
         main(["keys", "--help"])
     assert exc.value.code == 0
     assert "rotate" in capsys.readouterr().out
+
+
+def test_cli_turns_a_refused_record_into_one_line_exit_4(monkeypatch, capsys):
+    """A store whose records the trust list refuses (e.g. written before keys left stores) ends any
+    command with one line naming the key id, not a traceback."""
+    import importlib
+
+    cli = importlib.import_module("fabric.cli.main")
+
+    def refused(_a):
+        raise cli_integrity("record of artifact abc refused: signed by key 28db, which is not in the trust list\nmore")
+
+    from fabric.store.registry import IntegrityError as cli_integrity
+
+    monkeypatch.setitem(cli.COMMANDS, "devices", refused)
+    assert cli.main(["devices"]) == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["fabric: error: record of artifact abc refused: signed by key 28db, which is not in the trust list"]
