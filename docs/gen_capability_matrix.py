@@ -201,7 +201,7 @@ def main() -> int:
     lines += ["", "## With `fallback=\"hybrid\"`", "",
               "Probe: `Input -> Affine -> LIF -> Affine -> <node> -> Output`, compiled with "
               "`{\"fallback\": \"hybrid\"}`: where the kind lacks `<node>`, the graph from that layer on runs on "
-              "kind `cpu` (000 §III.6), which itself supports Affine/Linear/LIF/CubaLIF/IF/LI/Flatten and "
+              "kind `cpu` (Urgese et al. 2026, DOI 10.1109/JIOT.2026.3663902, §III.6), which itself supports Affine/Linear/LIF/CubaLIF/IF/LI/Flatten and "
               "recurrent self-loops. The last row compiles the recurrent probe with the same option: a kind "
               "that maps no recurrence (akida) runs the recurrent layer on `cpu` and the rest on the device.", "",
               "| tail node | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]

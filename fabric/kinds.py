@@ -11,6 +11,8 @@ kind's name.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -21,7 +23,7 @@ from typing import Any
 
 __all__ = [
     "Capabilities", "UnknownKindError", "REGISTRY_ENV", "registry", "kinds", "runtime_class", "make_runtime",
-    "capabilities", "kind_package", "device_kinds", "embedded_resources", "layer", "device_pool", "check_kind",
+    "capabilities", "kind_package", "code_digest", "device_kinds", "embedded_resources", "layer", "device_pool", "check_kind",
 ]
 
 REGISTRY_ENV = "FABRIC_KINDS"
@@ -139,6 +141,64 @@ def kind_package(kind: str) -> str:
     if spec is not None and spec.submodule_search_locations:  # the runtime is a package itself
         return module
     return module.rpartition(".")[0] or module
+
+
+def _kind_folder(kind: str) -> Path:
+    spec = importlib.util.find_spec(kind_package(kind))
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"kind {kind!r}: package {kind_package(kind)!r} has no folder to digest")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@functools.cache
+def _folder_digest(kind: str, folder: str) -> str:
+    h = hashlib.sha256()
+    root = Path(folder)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".py", ".yaml")
+                   and "__pycache__" not in p.parts)
+    for p in files:
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@functools.cache
+def _shared_digest(kind: str) -> str:
+    """sha256 over the source files of the runtime's base classes outside its own folder (e.g. the
+    shared emulated runtime and energy model): a change there changes every kind built on them."""
+    import inspect
+
+    folder = _kind_folder(kind).resolve()
+    h = hashlib.sha256()
+    seen: set[str] = set()
+    for cls in runtime_class(kind).__mro__:
+        try:
+            path = Path(inspect.getfile(cls)).resolve()
+        except (TypeError, OSError):  # builtins (object, ABC's C parts)
+            continue
+        if folder in path.parents or str(path) in seen or "site-packages" in path.parts or not path.exists():
+            continue
+        seen.add(str(path))
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def code_digest(kind: str) -> str:
+    """sha256 over the kind's device folder (its ``.py`` files and ``constants.yaml``, read as files)
+    and the source of the runtime's base classes outside it (``actors/base``).
+
+    Why: compile/evaluate/golden cache keys include it, so a changed constant or emulator re-runs those
+    stages instead of reusing stale KPI rows. Computed once per process (``code_digest.cache_clear()``
+    forgets it).
+    """
+    return hashlib.sha256((_folder_digest(kind, str(_kind_folder(kind))) + _shared_digest(kind)).encode()).hexdigest()
+
+
+def _clear_digests() -> None:
+    _folder_digest.cache_clear()
+    _shared_digest.cache_clear()
+
+
+code_digest.cache_clear = _clear_digests  # type: ignore[attr-defined]
 
 
 def device_kinds() -> list[str]:

@@ -5,15 +5,29 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from fabric.kpis import METRICS, objective_kpis
+from fabric.kpis import KPI, METRICS, objective_kpis
 
-__all__ = ["render_markdown", "render_kpi_png", "PANELS"]
+__all__ = ["render_markdown", "render_kpi_png", "PANELS", "figure_basis"]
 
 # (row field, title, unit) per objective KPI; a figure modelled for every kind says so in its title
 PANELS = tuple((m.row_field, m.label + (" (modelled)" if m.basis == "modelled" else ""), m.unit)
                for m in objective_kpis())
 _WIDE = {m.row_field for m in METRICS if m.wide}  # may need a log axis
 _MD = tuple(m for m in METRICS if m.md_header is not None)  # the markdown table's KPI columns
+_LATENCY = next(m for m in METRICS if m.name == "latency_p50")
+_ENERGY = next(m for m in METRICS if m.name == "energy")
+
+
+def figure_basis(m: KPI, row: dict[str, Any]) -> str:
+    """``"measured"`` or ``"modelled"`` for KPI ``m`` on a stored row: from the kind's declared
+    capabilities (``fabric.kpis``), so cpu energy (measured time x declared power) reads modelled; a kind
+    no longer registered falls back to the row's own ``emulated`` flag."""
+    try:
+        return m.basis_for(row["kind"])
+    except (KeyError, ImportError):
+        if m.basis in ("measured", "modelled"):
+            return m.basis
+        return "modelled" if row.get("emulated") else "measured"
 
 
 def render_kpi_png(kpis: list[dict[str, Any]], title: str, compression: dict[str, Any] | None = None) -> bytes:
@@ -37,18 +51,18 @@ def render_kpi_png(kpis: list[dict[str, Any]], title: str, compression: dict[str
                         textcoords="offset points")
         ax.set_xlabel("non-zero weights", fontsize=9)
         ax.set_title("compression: accuracy (float, test)", fontsize=10)
-    for ax, (key, label, unit) in zip(axes[:len(PANELS)], PANELS, strict=True):
+    for ax, m, (key, label, unit) in zip(axes[:len(PANELS)], objective_kpis(), PANELS, strict=True):
         kinds = [r["kind"] for r in rows]
         vals = [r.get(key) or 0.0 for r in rows]
         bars = ax.bar(kinds, vals, color="#4c72b0")
         for b, r in zip(bars, rows, strict=True):
-            if r.get("emulated"):
+            if figure_basis(m, r) == "modelled":  # per figure: cpu energy is modelled, its latency measured
                 b.set_hatch("//")
         ax.set_title(label + (f" [{unit}]" if unit else ""), fontsize=10)
         if key in _WIDE and vals and min(v for v in vals if v > 0) > 0 and max(vals) / max(min(v for v in vals if v > 0), 1e-12) > 100:
             ax.set_yscale("log")
         ax.tick_params(axis="x", rotation=30)
-    fig.suptitle(f"{title} — hatched: emulated device (modelled latency/energy)", fontsize=10)
+    fig.suptitle(f"{title} — hatched: modelled figure (energy: every kind; latency: emulated kinds)", fontsize=10)
     return fig_png(fig)
 
 
@@ -82,7 +96,8 @@ def render_markdown(report: dict[str, Any], png_id: str | None = None) -> str:
             lines.append(f"| {r['kind']} | – | {r['status']}: {r['reason']} |" + " |" * (len(_MD) - 1) + " FAIL |")
             continue
         gates = ", ".join(f"{g} {'✅' if ok else '❌'}" for g, ok in r["gates"].items()) or "none set"
-        lines.append(f"| {r['kind']} | {'emulated' if r['emulated'] else 'measured'} | "
+        lat, en = figure_basis(_LATENCY, r), figure_basis(_ENERGY, r)
+        lines.append(f"| {r['kind']} | {'emulated' if r['emulated'] else 'host'}: latency {lat}, energy {en} | "
                      + "".join(f"{format(r[m.row_field], m.compact)} | " for m in _MD) + f"{gates} |")
     dep = report.get("deployments") or {}
     lines += ["", "**Deployed** (all gates pass): " + (", ".join(f"{k} (`{v[:12]}`)" for k, v in dep.items()) or "none")]

@@ -325,7 +325,7 @@ class KPISpec(_Strict):
 
 
 class EarlyExitSpec(_Strict):
-    """Top-K cutoff inference (shared/seeds/004): stop once the top-k classes are stable."""
+    """Top-K cutoff inference (Wu et al. 2025, DOI 10.3389/fnins.2025.1522788): stop once the top-k classes are stable."""
 
     k: int = Field(1, ge=1)
     patience: int = Field(5, ge=1)

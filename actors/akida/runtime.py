@@ -14,8 +14,12 @@ A spiking NIR graph is therefore mapped by *rate* (the CNN2SNN view of an SNN):
   scale folds into that neuron's threshold; per layer for a potential readout so potentials compare);
 * a LIF layer's spike count is approximated by the threshold-linear rate of a LIF with reset to zero,
   ``n ~ (g * sum_t I_t + T * leak - T * thr * (1 - beta)) / thr`` clipped to ``[0, T]``, realised
-  as Akida's activation ``a = clip(floor((p - th) / step), 0, L)`` with integer threshold ``th`` and
-  step ``step`` programmed for the frame's window length;
+  as Akida's v1 activation ``a = clip(ceil((p - th) / step), 0, L)`` (:mod:`actors.akida.frame`) with
+  integer threshold ``th`` (shifted by one step so the ceil realises the rate map's floor) and
+  ``act_step`` floored to 1/16, programmed for the frame's window length (one level = T/L spikes);
+* the program is checked bit for bit against BrainChip's ``akida.Model.forward`` by ``reference_check``
+  (:mod:`actors.akida.reference`) and fit-checked by BrainChip's mapper on a virtual AKD1000 as well as
+  by the emulator's own limits (a program must pass both);
 * the readout (``readout="potential"``, default) is the last layer's potential de-biased by its
   threshold, ``(p - th) / step`` (a score in spike-count units, unclipped); ``"activation"`` returns
   the quantized activation in spike-count units instead.
@@ -37,6 +41,16 @@ import nir
 import numpy as np
 import torch
 
+from actors.akida.frame import (
+    INT32_MAX,
+    INT32_MIN,
+    STEP16_MAX,
+    FrameLayer,
+    frame_forward,
+    input_frame,
+    v1_activation,
+)
+from actors.akida.reference import akida_version, check_program, map_on_akd1000
 from actors.base.common import arrays_to_layers, layers_to_arrays
 from actors.base.emulated import DeviceRun, EmulatedRuntime, raise_if_unfit, rate_to_raster
 from actors.base.energy import load_constants, modelled_energy
@@ -120,13 +134,17 @@ def quantize_weights(w: np.ndarray, bits: int, per_row: bool) -> tuple[np.ndarra
     """Symmetric integer weights and their scale(s): ``w ~ q * scale`` (``scale`` is ``[n_out]``).
 
     ``bits >= 2``: ``q`` in ``[-(2^(bits-1)-1), 2^(bits-1)-1]`` with ``scale = max|w| / qmax``.
-    ``bits == 1``: binary ``q`` in ``{-1, +1}`` (sign) with ``scale = mean|w|``.
+    ``bits == 1``: ``q`` in ``{0, 1}`` (Akida's 1-bit weights are unsigned: ``akida.FullyConnected``
+    refuses -1), ``q = w > 0`` with ``scale`` = the mean positive weight; negative weights are lost.
     """
     w = np.asarray(w, dtype=np.float64)
     axis = 1 if per_row else None
     if bits == 1:
-        scale = np.mean(np.abs(w), axis=axis, keepdims=True) if per_row else np.array([[np.mean(np.abs(w))]])
-        q = np.where(w >= 0, 1, -1).astype(np.int8)
+        pos = np.where(w > 0, w, 0.0)
+        n_pos = np.count_nonzero(w > 0, axis=axis, keepdims=True) if per_row else np.array([[np.count_nonzero(w > 0)]])
+        total = np.sum(pos, axis=axis, keepdims=True) if per_row else np.array([[np.sum(pos)]])
+        scale = total / np.maximum(n_pos, 1)
+        q = (w > 0).astype(np.int8)
     else:
         qmax = 2 ** (bits - 1) - 1
         scale = (np.max(np.abs(w), axis=axis, keepdims=True) if per_row else np.array([[np.max(np.abs(w))]])) / qmax
@@ -152,7 +170,7 @@ class AkidaRuntime(EmulatedRuntime):
     capabilities: ClassVar[Capabilities] = Capabilities(
         weight_bits=max(load_constants("akida").limits["dense_weight_bits"]),
         weight_bits_source="actors/akida/constants.yaml limits.dense_weight_bits (Akida 1.0 Dense layers: 1, 2 or 4 bits)",
-        time_mode="frame")
+        reference="akida 2.19.3 Model.forward (bit-exact)", time_mode="frame")
     handlers: ClassVar[dict[type, Handler]] = merge_handlers(BASE_HANDLERS, {nir.Conv2d: _conv_handler({})})
     options_doc: ClassVar[dict[str, str]] = {
         "weight_bits": "1|2|4 (Dense and Conv2D weights; default 4); 8 only on a first InputConv2D layer",
@@ -227,9 +245,14 @@ class AkidaRuntime(EmulatedRuntime):
         fit.add("NPUs", total_np, o["npus"], "NPU")
         fit.notes.append(f"NPU mapping: max(ceil(neurons/{lim['neurons_per_np']}), "
                          f"ceil(weight bytes/{lim['np_sram_bytes']} B)) per layer (documented assumption, "
-                         f"see akida.yaml); layers: {[(m['layer'], m['type'], m['npus']) for m in mapping]}")
+                         f"see actors/akida/constants.yaml); layers: {[(m['layer'], m['type'], m['npus']) for m in mapping]}")
         fit.notes.append("rate mapping: LIF leak is folded into each neuron's threshold; Akida keeps no "
                          "membrane state across frames")
+        if infos:
+            fit.notes.append("vendor mapper not run: it is wired for FullyConnected programs only (Conv2d layers "
+                             "are emulated as dense Toeplitz layers here)")
+        else:
+            self._vendor_fit(fit, layers, arrays, o)
         raise_if_unfit(fit)
         base, meta = layers_to_arrays(layers)
         arrays.update({k: v for k, v in base.items() if not k.endswith(".weight")})
@@ -238,6 +261,46 @@ class AkidaRuntime(EmulatedRuntime):
             "footprint_bytes": int(footprint), "options": o, "mapping": mapping,
             "conv": {k: asdict(v) for k, v in infos.items()},
         })
+
+    def _vendor_fit(self, fit: FitReport, layers: list[Any], arrays: dict[str, np.ndarray], o: dict[str, Any]) -> None:
+        """BrainChip's mapper on a virtual AKD1000 (``hw_only=True``): its NP counts per type are fit items,
+        its program memory a note, its refusal a fit item whose name is the mapper's message. The emulator's
+        own limits stay; a program must pass both, so the stricter verdict wins (the note says which)."""
+        if akida_version() is None:
+            fit.notes.append("vendor mapper not run: akida is not installed (pip install akida==2.19.3)")
+            return
+        mine_ok = fit.ok
+        frame = [FrameLayer(name=lay.name, weights=arrays[f"l{i}.wq"],
+                            weight_bits=o["input_weight_bits"] if i == 0 else o["weight_bits"],
+                            threshold=np.zeros(lay.n_out, np.int64), step16=np.full(lay.n_out, 16, np.int64),
+                            act_bits=o["act_bits"], activation=not (i == len(layers) - 1 and o["readout"] == "potential"),
+                            level=1.0, score_threshold=np.zeros(lay.n_out), score_step=np.ones(lay.n_out))
+                 for i, lay in enumerate(layers)]
+        rep = map_on_akd1000(layers[0].n_in, o["input_bits"], frame)
+        who = f"akida {akida_version()} mapper on {rep.device} (hw_only=True)"
+        if rep.ok:
+            for t, n in sorted(rep.nps_used.items()):
+                fit.add(f"AKD1000 {t} NPs (akida mapper)", n, rep.nps_available.get(t, 0), "NP")
+            fit.notes.append(f"{who}: NPs {dict(sorted(rep.nps_used.items()))} of {dict(sorted(rep.nps_available.items()))} "
+                             f"(an NP can take several types); program {rep.program_bytes} B, program memory "
+                             f"{rep.program_memory} B; layers: {rep.per_layer}")
+        else:
+            fit.add(f"akida mapper (AKD1000, hw_only=True) refused: {rep.error}", 1, 0, "")
+        verdict = ("both accept" if mine_ok and rep.ok else "both refuse" if not mine_ok and not rep.ok
+                   else "the akida mapper refuses (stricter than the emulator's limits)" if mine_ok
+                   else "the emulator's limits refuse (stricter than the akida mapper)")
+        fit.notes.append(f"fit verdict: emulator limits {'ok' if mine_ok else 'refused'}, {who} "
+                         f"{'ok' if rep.ok else 'refused'}: {verdict}; the program must pass both")
+
+    # ------------------------------------------------------------------ reference
+    def reference_fingerprint(self) -> list[Any]:
+        """What the golden check depends on outside the program: the installed akida version."""
+        return ["akida", akida_version()]
+
+    def reference_check(self, program: Program, spikes: np.ndarray) -> dict[str, Any]:
+        """Emulator vs BrainChip's ``akida.Model.forward`` on ``spikes``: ``status`` bit-exact | mismatch |
+        unavailable (hybrid, conv, or akida missing), ``summary``, ``samples``, ``max_error``, ``first_mismatch``."""
+        return check_program(self, program, spikes)
 
     def _check_conv(self, fit: FitReport, info: ConvInfo, first: bool, bits: int, o: dict[str, Any], scope: str) -> None:
         lim = self.constants.limits
@@ -278,50 +341,69 @@ class AkidaRuntime(EmulatedRuntime):
         self._scale = [a[f"l{i}.wscale"] for i in range(len(meta["layers"]))]
         self._coeffs = [_neuron_coeffs(lay.neuron, lay.params, meta["dt"]) for lay in self._layers]
 
+    def frame_layers(self, steps: int) -> list[FrameLayer]:
+        """The loaded program as Akida v1 FullyConnected layers for a window of ``steps``: integer
+        thresholds and act_steps (the rate mapping of each LIF layer), the emulator's weight copy."""
+        assert self.program is not None
+        o = self.program.meta["options"]
+        s = max(1.0, steps / (2 ** o["input_bits"] - 1))  # spikes per input level of the current layer
+        levels = 2 ** o["act_bits"] - 1
+        out = []
+        for i, lay in enumerate(self._layers):
+            cf = self._coeffs[i]
+            unit = cf["gain"] * self._scale[i] * s  # float current per potential unit
+            with np.errstate(divide="ignore", invalid="ignore"):
+                th = (steps * cf["thr"] * (1 - cf["beta"]) - steps * cf["leak"] - steps * cf["gain"] * lay.bias) / unit
+                step = cf["thr"] / unit  # potential units per output spike
+            last = i == len(self._layers) - 1
+            s_out = steps / levels  # spikes per output level; level L = the whole window
+            # Akida's act_step is floored to 1/16 and stretched by 2^(4-bits) for 1/2-bit activations
+            stretch = 2 ** (4 - o["act_bits"])
+            k = np.clip(np.rint(np.nan_to_num(16 * step * s_out / stretch, nan=1.0, posinf=STEP16_MAX)), 1, STEP16_MAX)
+            # ceil((p - th - D) / D) == floor((p - th) / D) but at exact multiples: the rate map's floor
+            th_int = np.clip(np.rint(np.nan_to_num(th + k * stretch / 16, nan=0.0, posinf=INT32_MAX, neginf=INT32_MIN)),
+                             INT32_MIN, INT32_MAX)
+            activation = not (last and o["readout"] == "potential")
+            out.append(FrameLayer(
+                name=lay.name, weights=self._wq[i], weight_bits=o["input_weight_bits"] if i == 0 else o["weight_bits"],
+                threshold=th_int.astype(np.int64), step16=k.astype(np.int64), act_bits=o["act_bits"],
+                activation=activation, level=s_out, score_threshold=np.rint(th), score_step=step))
+            s = s_out
+        return out
+
     def _run_device(self, x: np.ndarray) -> DeviceRun:
         assert self.program is not None
         meta, c = self.program.meta, self.constants
         o = meta["options"]
         bsz, steps, _ = x.shape
-        counts_in = x.sum(axis=1).astype(np.float64)
-        levels_in = 2 ** o["input_bits"] - 1
-        s = max(1.0, steps / levels_in)
-        a = np.clip(np.rint(counts_in / s), 0, levels_in).astype(np.int64)
-        levels = 2 ** o["act_bits"] - 1
+        a, _ = input_frame(x, o["input_bits"])
+        layers = self.frame_layers(steps)
         stats: dict[str, dict[str, float]] = {}
         ops_per_sample = np.zeros(bsz)
         events = float(np.count_nonzero(a))
-        score = np.zeros((bsz, 0))
         out_events = 0
-        for i, lay in enumerate(self._layers):
-            cf = self._coeffs[i]
-            ops = (a != 0).astype(np.float64) @ self._nzcol[i]
+        trace = frame_forward(layers, a)
+        for i, (lay, (a_in, y)) in enumerate(zip(layers, trace, strict=True)):
+            ops = (a_in != 0).astype(np.float64) @ self._nzcol[i]
             ops_per_sample += ops
-            p = a @ self._wq[i].T  # integer potentials (int64)
-            unit = cf["gain"] * self._scale[i] * s  # float current per potential unit
-            th = np.rint((steps * cf["thr"] * (1 - cf["beta"]) - steps * cf["leak"] - steps * cf["gain"] * lay.bias) / unit)
-            step = cf["thr"] / unit  # potential units per output spike
-            last = i == len(self._layers) - 1
-            s_out = max(1.0, steps / levels)
-            cap = np.floor(min(levels, steps / s_out))
-            a_next = np.clip(np.floor((p - th) / (step * s_out)), 0, cap).astype(np.int64)
-            n_ev = int(np.count_nonzero(a_next))
+            # a potential readout's events: the outputs its activation (not applied) would have fired
+            act = y if lay.activation else v1_activation(y, lay.threshold, lay.step16, lay.act_bits)
+            n_ev = int(np.count_nonzero(act))
             stats[lay.name] = {"spikes": float(n_ev), "synaptic_ops": float(ops.sum()),
-                               "neuron_updates": float(bsz * lay.n_out)}
-            if last:
-                score = (p - th) / step if o["readout"] == "potential" else a_next * s_out
+                               "neuron_updates": float(bsz * lay.weights.shape[0])}
+            if i == len(layers) - 1:
                 out_events = n_ev
-                a = a_next
-                break
-            events += n_ev
-            a, s = a_next, s_out
+            else:
+                events += n_ev
+        last = layers[-1]
+        score = last.score(y)
+        host_counts = act * last.level
         t_frame = np.maximum(c.value("t_frame_min_s"), ops_per_sample / c.value("ops_per_s"))
         device_time = float(t_frame.sum())
         syn_ops = float(ops_per_sample.sum())
         energy = modelled_energy(macs=syn_ops, e_mac_j=c.value("e_syn_j"), spikes=events + out_events,
                                  e_spike_j=c.value("e_event_j"), device_time_s=device_time,
                                  p_static_w=c.value("p_static_w"))
-        host_counts = a * (max(1.0, steps / levels))
         return DeviceRun(
             counts=np.asarray(score, dtype=np.float64), host_raster=rate_to_raster(host_counts, steps), raster=None,
             layer_stats=stats, device_time_s=device_time, energy=energy, spikes_out=out_events,
@@ -332,5 +414,7 @@ class AkidaRuntime(EmulatedRuntime):
                 "readout": f"{o['readout']}: counts are "
                            + ("output potentials de-biased by threshold, in spike-count units"
                               if o["readout"] == "potential" else "quantized output activations in spike-count units"),
+                "arithmetic": "Akida v1 FullyConnected integer arithmetic (actors/akida/frame.py), checked bit for "
+                              "bit against akida Model.forward by reference_check",
             },
         )

@@ -1,7 +1,7 @@
 """Shared skeleton of the emulated device runtimes (loihi, akida, spinnaker, fpga, dynapse).
 
 Why: every emulated kind needs the same outer behaviour — option checking, the ``fallback="hybrid"``
-partition onto the ``cpu`` kind (000 paper §III.6), telemetry assembly with modelled figures labelled
+partition onto the ``cpu`` kind (Urgese et al., IEEE IoT J. 2026, DOI 10.1109/JIOT.2026.3663902, §III.6), telemetry assembly with modelled figures labelled
 and their constants' sources attached, ``health``/``info``. A kind only writes its device model:
 ``_compile_device`` (lower, quantize, fit-check), ``_load_device`` and ``_run_device``; optional
 hooks ``_health_extra``/``_info_extra`` add kind-specific fields, and a :class:`DeviceRun` may carry its
@@ -250,7 +250,7 @@ class EmulatedRuntime(ABC):
             "constants": c.sources(), "constants_detail": c.to_dict()["constants"],
             "node_types": sorted(t.__name__ for t in self.handlers),
             "options": {"fallback": "None|'hybrid': run the graph from the first unsupported node on on "
-                                    "kind 'cpu' (000 §III.6)", **self.options_doc},
+                                    "kind 'cpu' (Urgese et al. 2026, DOI 10.1109/JIOT.2026.3663902, §III.6)", **self.options_doc},
         }
         return {**info, **self._info_extra()}
 

@@ -2,7 +2,7 @@
 model, as pure functions.
 
 E = ACs*E_syn + MACs*E_mac + neuron_updates*E_neuron + spikes*E_spike + P_static*T_device
-(shared/devices.md). Every figure computed here is *modelled*; callers label it so.
+(op counts the NeuroBench way: Yik et al., NeuroBench, arXiv:2304.04640). Every figure computed here is *modelled*; callers label it so.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """DPI (differential pair integrator) synapse and neuron dynamics of DYNAP-SE, as pure functions.
 
-Equations from shared/seeds/003_f70ed77747b91e9f.txt §2 (ARCANA; Chicca et al. 2014):
+Equations from ARCANA, Quintana et al., arXiv:2409.14918 §2 (Chicca et al. 2014, DOI 10.1109/JPROC.2014.2313954):
 
 * synapse (1): ``tau_s dI_syn/dt + I_syn = (I_gs / I_taus) I_w`` while an input pulse is on, with
   ``tau_s = C_syn U_T / (kappa I_taus)``. A pre-synaptic spike is a pulse of width ``t_pulse``; for

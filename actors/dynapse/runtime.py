@@ -1,6 +1,6 @@
 """``dynapse`` kind: DYNAP-SE1 mixed-signal processor, emulated with DPI dynamics and seeded mismatch.
 
-What is modelled, and why (shared/devices.md; 003_f70ed77747b91e9f.txt §2-3):
+What is modelled, and why (Moradi et al. 2018, DOI 10.1109/TBCAS.2017.2759700; ARCANA, Quintana et al., arXiv:2409.14918 §2-3):
 
 * **Weights are integer synapse counts x a per-core base weight.** Each abstract weight becomes
   ``round(|w| / weight_step)`` CAM entries of the excitatory (AMPA, or NMDA) or inhibitory (GABA_A, or
@@ -94,7 +94,7 @@ class DynapseRuntime(EmulatedRuntime):
         "inhibitory": "'GABA_A' (default, subtractive) or 'GABA_B' (shunting) for negative weights",
     }
     emulation: ClassVar[str] = (
-        "DPI synapse/neuron ODEs (003 §2: eqs. 1-3, AHP, NMDA gating, GABA_B shunt) on a substep Euler grid, "
+        "DPI synapse/neuron ODEs (ARCANA arXiv:2409.14918 §2: eqs. 1-3, AHP, NMDA gating, GABA_B shunt) on a substep Euler grid, "
         "integer synapse counts x per-core base weights, one bias set per core, seeded log-normal mismatch"
     )
 

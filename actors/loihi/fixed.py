@@ -107,7 +107,7 @@ def _limits_from_constants(path: Path) -> tuple[dict[str, int], int]:
 
 CONSTANTS_FILE = Path(__file__).with_name("constants.yaml")
 
-# Loihi 1 limits (shared/devices.md: nengo-loihi validate.py / block.py, Lava docstrings), read once
+# Loihi 1 limits (nengo-loihi package: nengo_loihi/validate.py, nengo_loihi/block.py; Lava docstrings), read once
 # from this kind's constants file, where each one is listed with its source.
 LIMITS, UV_BITS = _limits_from_constants(CONSTANTS_FILE)
 

@@ -12,19 +12,28 @@ from typing import Any
 
 import pandas as pd
 
-from fabric.kpis import KPIS, objective_kpis, objectives
+from fabric.kpis import KPI, KPIS, objective_kpis, objectives
+from fabric.report import figure_basis
 from fabric.store.registry import ArtifactNotFound, ArtifactRecord, IntegrityError, Registry
 
 __all__ = [
     "KPI_METRICS", "PARETO_OBJECTIVES", "list_runs", "load_json", "run_kpis", "run_stages", "neurobench_table",
     "lineage_rows", "artifact_rows", "fit_reports", "golden_rows", "comparison", "list_pareto", "pareto_trials", "filter_trials",
     "list_rollouts", "list_deployments", "list_drift", "drift_features", "drift_histogram", "refused",
-    "refused_rows", "LISTED_KINDS", "fmt_time",
+    "refused_rows", "LISTED_KINDS", "fmt_time", "figure_mode", "FIGURE_MODES",
 ]
 
 # (row field, label, unit) per gated KPI, and Tune's objectives: both from fabric.kpis
 KPI_METRICS = tuple((m.row_field, m.label, m.unit) for m in KPIS)
 PARETO_OBJECTIVES = objectives()
+# the comparison legend: a host kind's figure is measured or modelled per KPI (cpu energy = measured time x
+# declared power: modelled); every figure of an emulated kind is modelled
+FIGURE_MODES = ("measured", "modelled", "emulated (modelled)")
+
+
+def figure_mode(m: KPI, row: dict[str, Any]) -> str:
+    """The legend label of KPI ``m`` on a stored KPI row (from ``fabric.kpis``, never a kind name)."""
+    return "emulated (modelled)" if row.get("emulated") else figure_basis(m, row)
 
 
 def fmt_time(t: float | None) -> str:
@@ -212,11 +221,11 @@ def comparison(report: dict[str, Any]) -> pd.DataFrame:
     for k in report.get("kpis", []):
         if k.get("status") != "ok":
             continue
-        for key, label, unit in KPI_METRICS:
+        for m in KPIS:
+            key, label, unit = m.row_field, m.label, m.unit
             if k.get(key) is not None:
                 rows.append({"kind": k["kind"], "metric": key, "label": label + (f" [{unit}]" if unit else ""),
-                             "value": float(k[key]), "mode": "emulated (modelled)" if k.get("emulated")
-                             else "measured", "passed": bool(k.get("passed"))})
+                             "value": float(k[key]), "mode": figure_mode(m, k), "passed": bool(k.get("passed"))})
     return pd.DataFrame(rows, columns=["kind", "metric", "label", "value", "mode", "passed"])
 
 

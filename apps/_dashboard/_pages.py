@@ -148,8 +148,8 @@ def _bars(df: pd.DataFrame, log: bool = False) -> alt.Chart:
         x=alt.X("kind:N", title=None), y=alt.Y("value:Q", title="log scale" if log else None,
                                                scale=alt.Scale(type="log") if log else alt.Undefined),
         y2="base:Q",
-        color=alt.Color("mode:N", scale=alt.Scale(domain=["measured", "emulated (modelled)"],
-                                                  range=["#4c72b0", "#dd8452"])),
+        color=alt.Color("mode:N", scale=alt.Scale(domain=list(D.FIGURE_MODES),
+                                                  range=["#4c72b0", "#8fb0d8", "#dd8452"])),
         tooltip=["kind", "label", alt.Tooltip("value:Q", format=".4g"), "mode", "passed"],
     ).properties(height=220)
 

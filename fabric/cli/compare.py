@@ -154,7 +154,7 @@ def main(a: argparse.Namespace) -> int:
         summary = run_pipeline(spec, reg, progress=not (a.quiet or a.json), log=log)
         rows = rows_from_kpis([r.__dict__ for r in summary.kpis])
         t_rec, p_rec = _store(reg, rows, spec.name, [summary.report_id],
-                              {"inputs": f"{spec.dataset.name} test split (pipeline)", "report": summary.report_id},
+                              {"inputs": f"{spec.dataset.ref} test split (pipeline)", "report": summary.report_id},
                               spec_hash=summary.spec_hash)
     if a.json:
         print(json.dumps({"table_id": t_rec.id, "plot_id": p_rec.id, "rows": rows}, indent=1, default=str))

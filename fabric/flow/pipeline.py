@@ -108,7 +108,8 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
     cache key of each stage (its inputs' ids and the spec fields it reads) and the order.
     ``dataset``: the result of :func:`fabric.flow.stages.check_dataset` when the caller already
     validated the dataset (else it is checked here first: a bad one raises SpecError, nothing stored)."""
-    from fabric.kinds import capabilities, device_pool, make_runtime
+    from fabric.ir.lowering import GraphStructureError, UnsupportedNodeError
+    from fabric.kinds import capabilities, code_digest, device_pool, make_runtime
 
     src = dataset if dataset is not None else stages.check_dataset(registry, spec)
     user = stages.check_model(registry, spec)  # model.nir read / model.module imported: SpecError, nothing stored
@@ -177,14 +178,19 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
     for kind in spec.targets:
         pool = device_pool(kind)
         try:
-            prog_rec = R.stage(f"compile[{kind}]", [nir_rec.id, kind],
+            # the kind's folder digest (constants + emulator code) is in every device stage's key
+            prog_rec = R.stage(f"compile[{kind}]", [nir_rec.id, kind, code_digest(kind)],
                                lambda pool=pool, kind=kind: stages.compile(registry, pool, graph, kind, nir_rec.id, sh))
         except FitError as exc:
             log(f"[compile[{kind}]] does not fit: {exc}")
             rows.append(KPIRow(kind=kind, status="does not fit", reason=str(exc)))
             continue
+        except (UnsupportedNodeError, GraphStructureError) as exc:  # e.g. a user graph's node type the kind lacks
+            log(f"[compile[{kind}]] unsupported: {exc}")
+            rows.append(KPIRow(kind=kind, status="does not fit", reason=f"unsupported: {exc}"))
+            continue
         program = program_from_bytes(registry.get(prog_rec.id))
-        ev_rec = R.stage(f"evaluate[{kind}]", [prog_rec.id, enc_rec.id, spec.early_exit.model_dump()],
+        ev_rec = R.stage(f"evaluate[{kind}]", [prog_rec.id, enc_rec.id, spec.early_exit.model_dump(), code_digest(kind)],
                          lambda pool=pool, program=program, prog_rec=prog_rec, kind=kind: stages.evaluate(
                              registry, pool, program, prog_rec.id, enc_rec.id, kind, spikes[test_mask],
                              labels[test_mask], spec, progress))
@@ -194,7 +200,7 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
             ref = make_runtime(kind) if capabilities(kind).reference else None
             # the reference toolchain's presence is part of the key: a run after installing it redoes the check
             fingerprint = ref.reference_fingerprint() if ref is not None else []
-            g_rec = R.stage(f"golden[{kind}]", [prog_rec.id, enc_rec.id, spec.golden.samples, *fingerprint],
+            g_rec = R.stage(f"golden[{kind}]", [prog_rec.id, enc_rec.id, spec.golden.samples, code_digest(kind), *fingerprint],
                             lambda program=program, prog_rec=prog_rec, kind=kind: stages.golden(
                                 registry, program, prog_rec.id, enc_rec.id, kind, spikes[test_mask][:spec.golden.samples],
                                 sh))

@@ -1,4 +1,4 @@
-"""Hybrid partitioning (000 paper §III.6): when a kind lacks a node type (or recurrence), run that part
+"""Hybrid partitioning (Urgese et al., IEEE IoT J. 2026, DOI 10.1109/JIOT.2026.3663902, §III.6): when a kind lacks a node type (or recurrence), run that part
 of the graph on another kind (the host ``cpu`` kind) instead of refusing the whole model.
 
 Pure graph surgery, no runtimes here. The graph is cut between *layers* (synapse [+ Flatten] + neuron,

@@ -1,4 +1,4 @@
-"""Top-K cutoff early exit (Wu et al., summarised in shared/seeds/004 §"Early-exit"): stop a sample's
+"""Top-K cutoff early exit (Wu et al., Front. Neurosci. 19, 2025, DOI 10.3389/fnins.2025.1522788): stop a sample's
 inference once its top-K classes by cumulative output spikes have stayed the same for ``patience``
 steps. Pure function over output rasters, so any device's raster can be scored."""
 

@@ -1,7 +1,7 @@
 """Mismatch-aware training (noise injection) for analog kinds such as DYNAP-SE.
 
 Why: a mixed-signal chip scales every circuit current of every neuron by a fixed random factor
-(CV ~20 %, 003_f70ed77747b91e9f.txt §3); the DYNAP-SE emulator (``actors.dynapse.dpi.apply_mismatch``) draws
+(CV ~20 %, ARCANA, Quintana et al., arXiv:2409.14918 §3, citing Zendrikov et al. 2023, DOI 10.1088/2634-4386/ace64c); the DYNAP-SE emulator (``actors.dynapse.dpi.apply_mismatch``) draws
 one log-normal factor per neuron for each of its currents: the excitatory and inhibitory synaptic
 weight currents, threshold, leak. For a LIF neuron those all act as a per-neuron gain on its input
 weights, separately for positive and negative weights. Training with a fresh draw of such gains for

@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from fabric.store.registry import ArtifactNotFound, IntegrityError, Registry
-from serve._private.kpi import KpiWindow, RolloutPolicy, breaches
+from serve._private.kpi import KpiWindow, RolloutPolicy, breaches, figure_labels
 from serve._private.metrics import Metrics
 from serve._private.model import encode_inputs
 from serve._private.resolve import ModelInfo, ResolveError, resolve_model
@@ -456,13 +456,13 @@ class Ingress:
             for s in self.state.shadows():
                 self._spawn(self._shadow(s, form, arr, spikes))
         self._monitor(v)
-        mode = "modelled (emulated device)" if out["emulated"] else "measured"
+        labels = figure_labels(info.kind, bool(out["emulated"]))
         body = {"request_id": rid, "version": v.name, "role": v.role, "model_id": info.model_id,
                 "program_id": info.program_id, "kind": info.kind,
                 "predictions": [{"class": c, "label": info.classes[c] if c < len(info.classes) else c, "scores": s}
                                 for c, s in zip(out["classes"], out["scores"], strict=True)],
                 "scores_are": "output-layer spike counts per class",
-                "device_latency_ms": out["device_ms"], "energy_mj": out["energy_mj"], "figures": mode,
+                "device_latency_ms": out["device_ms"], "energy_mj": out["energy_mj"], **labels,
                 "serving_ms": serving_ms, "batch_samples": out["batch_samples"]}
         return JSONResponse(content=body, headers={"x-fabric-version": v.name})
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from fabric.kpis import KPIS
+from fabric.kpis import KPIS, by_name
 
-__all__ = ["KpiWindow", "RolloutPolicy", "breaches"]
+__all__ = ["KpiWindow", "RolloutPolicy", "breaches", "figure_labels"]
 
 
 @dataclass(kw_only=True)
@@ -115,3 +115,12 @@ def breaches(snap: dict[str, Any], kpis: dict[str, Any], policy: RolloutPolicy) 
             out.append(f"{m.live} {v:{m.fmt}} {m.breach_op} {m.bound} {lim:g} on {snap['feedback_samples']} "
                        "labelled samples")
     return out
+
+
+def figure_labels(kind: str, emulated: bool) -> dict[str, str]:
+    """How a response's figures were obtained, per figure, from ``fabric.kpis`` (the kind's declared
+    capabilities): cpu latency is measured host time but its energy is modelled (time x declared power),
+    so a single "measured" label would be wrong."""
+    lat, en = by_name("latency_p50").basis_for(kind), by_name("energy").basis_for(kind)
+    figures = "modelled (emulated device)" if emulated else f"latency {lat}, energy {en}"
+    return {"figures": figures, "latency_is": lat, "energy_is": en}

@@ -89,6 +89,9 @@ def toy_kind(tmp_path, monkeypatch):
     reg.write_text('[kinds]\ntoy = "toykind.runtime:ToyRuntime"\n')  # the one line
     monkeypatch.setenv(K.REGISTRY_ENV, str(reg))
     monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
+    for name in [m for m in sys.modules if m == "toykind" or m.startswith("toykind.")]:
+        monkeypatch.delitem(sys.modules, name)  # a toy kind imported by an earlier test lives in another tmp dir
+    K.code_digest.cache_clear()
     env = {**os.environ, K.REGISTRY_ENV: str(reg),
            "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugins"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
     return env
@@ -226,3 +229,25 @@ def test_declared_weight_bits_come_from_each_kinds_constants_file():
         declared = limits.get("weight_bits", limits.get("dense_weight_bits"))
         declared = declared["value"] if isinstance(declared, dict) else declared
         assert caps.weight_bits == (max(declared) if isinstance(declared, list) else declared), kind
+
+
+def test_code_digest_covers_the_shared_base_outside_the_kind_folder(tmp_path, monkeypatch):
+    """A change in a base class the runtime inherits from (like actors/base) re-keys the device stages."""
+    import importlib
+
+    plugins = tmp_path / "p"
+    (plugins / "basekind").mkdir(parents=True)
+    (plugins / "sharedbase.py").write_text("class Base:\n    X = 1\n")
+    (plugins / "basekind" / "__init__.py").write_text("")
+    (plugins / "basekind" / "runtime.py").write_text("from sharedbase import Base\n\nclass R(Base):\n    kind = 'bk'\n")
+    reg = tmp_path / "k.toml"
+    reg.write_text('[kinds]\nbk = "basekind.runtime:R"\n')
+    monkeypatch.setenv(K.REGISTRY_ENV, str(reg))
+    monkeypatch.syspath_prepend(str(plugins))
+    K.code_digest.cache_clear()
+    before = K.code_digest("bk")
+    (plugins / "sharedbase.py").write_text("class Base:\n    X = 2\n")
+    K.code_digest.cache_clear()
+    importlib.invalidate_caches()
+    assert K.code_digest("bk") != before
+    K.code_digest.cache_clear()

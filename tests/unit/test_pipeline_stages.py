@@ -42,9 +42,17 @@ def test_golden_without_lava_records_unavailable_not_a_pass(reg, monkeypatch, tm
 
 def test_golden_for_kinds_without_reference(reg):
     p, e = _ids(reg, 2)
-    rec = golden(reg, _program("akida"), p, e, "akida", np.zeros((1, 4, 8), np.uint8), "s" * 64)
-    assert reg.get_json(rec.id) == {"kind": "akida", "status": "no reference", "summary": "no golden reference for akida",
+    # fpga: a kind with no reference engine (akida now has BrainChip's, see test_akida_reference.py)
+    rec = golden(reg, _program("fpga"), p, e, "fpga", np.zeros((1, 4, 8), np.uint8), "s" * 64)
+    assert reg.get_json(rec.id) == {"kind": "fpga", "status": "no reference", "summary": "no golden reference for fpga",
                                     "samples": 0}
+
+
+def test_golden_for_akida_is_bit_exact_against_the_engine(reg):
+    p, e = _ids(reg, 2)
+    x = np.random.default_rng(0).integers(0, 2, (4, 6, 8)).astype(np.uint8)
+    out = reg.get_json(golden(reg, _program("akida"), p, e, "akida", x, "s" * 64).id)
+    assert out["kind"] == "akida" and out["status"] == "bit-exact" and out["samples"] == 4
 
 
 def test_deployment_record_fields_and_versions(reg):

@@ -371,3 +371,23 @@ def test_custom_model_example_spec_and_factory():
     finally:
         os.chdir(cwd)
     assert isinstance(model, SequentialSNN) and export_sequential(model.eval()).nodes["fc3"].weight.shape == (10, 64)
+
+
+def test_a_node_type_a_kind_cannot_map_is_a_row_not_a_crash(local, tmp_path):
+    """A user graph with CubaLIF neurons: akida has no CubaLIF handler, so its row says so; cpu runs."""
+    g = _prototype_graph()
+    n = 10
+    dt = 1e-3
+    g.nodes["l1"] = nir.CubaLIF(tau_syn=np.full(n, 5e-3, np.float32), tau_mem=np.full(n, 1e-2, np.float32),
+                                r=np.full(n, 10.0, np.float32), v_leak=np.zeros(n, np.float32),
+                                v_threshold=np.full(n, 1.0, np.float32), v_reset=np.zeros(n, np.float32),
+                                w_in=np.full(n, 1.0, np.float32))
+    g.metadata["dt"] = dt
+    path = tmp_path / "cuba.nir"
+    nir.write(path, g)
+    s = run_pipeline(_spec({"nir": str(path)}, targets=["cpu", "akida"], golden={"samples": 0}), local,
+                     progress=False, log=_quiet)
+    rows = {r.kind: r for r in s.kpis}
+    assert rows["cpu"].status == "ok"
+    assert rows["akida"].status == "does not fit" and "unsupported" in rows["akida"].reason
+    assert "CubaLIF" in rows["akida"].reason and not rows["akida"].passed
