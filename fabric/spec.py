@@ -280,7 +280,10 @@ class ModelSpec(_Strict):
     def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # the user-model fields are written only when set, so a lif_mlp spec keeps its hash and cache keys
         out = handler(self)
-        return {k: v for k, v in out.items() if not (k in ("nir", "module") and v is None or k == "params" and not v)}
+        out = {k: v for k, v in out.items() if not (k in ("nir", "module") and v is None or k == "params" and not v)}
+        if self.source != "template":  # template settings are refused with a user model: never write them
+            out = {k: v for k, v in out.items() if k not in ("template", "hidden", "beta", "threshold")}
+        return out
 
     @field_validator("hidden")
     @classmethod

@@ -48,7 +48,7 @@ def _run(tmp_path, capsys, store: str, dataset: dict) -> dict:
     return out
 
 
-def test_user_npz_by_version_path_and_s3_url(ray_session, s3_url, tmp_path, capsys):
+def test_user_npz_by_version_path_and_s3_url(ray_session, s3_endpoint, s3_url, tmp_path, capsys):
     f = tmp_path / "motions.npz"
     _write_motions(f)
     store = str(tmp_path / "store")

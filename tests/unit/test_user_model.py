@@ -391,3 +391,14 @@ def test_a_node_type_a_kind_cannot_map_is_a_row_not_a_crash(local, tmp_path):
     assert rows["cpu"].status == "ok"
     assert rows["akida"].status == "does not fit" and "unsupported" in rows["akida"].reason
     assert "CubaLIF" in rows["akida"].reason and not rows["akida"].passed
+
+
+@pytest.mark.parametrize("model", [{"module": "examples/custom_model/model.py:build", "params": {"hidden": 16}},
+                                   {"nir": "graph.nir"}])
+def test_user_model_spec_survives_the_round_trip_to_ray_workers(model):
+    """Training on the cluster sends Spec.to_dict() to a Ray task that parses it again."""
+    from fabric.spec import Spec
+
+    s = parse_spec({"name": "t", "dataset": {"name": "digits"}, "model": model})
+    again = Spec.from_dict(s.to_dict())
+    assert again.model.source == s.model.source and again.hash == s.hash
