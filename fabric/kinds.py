@@ -43,6 +43,9 @@ class Capabilities:
     time_mode: str = "realtime"  # what device latency means: see TIME_MODES
     latency: str = "modelled"  # "modelled" (emulated device time) or "measured" (host wall time)
     emulated: bool = True
+    # the runtime has ``step(spikes, state)``: network state carried between chunks of one stream (a
+    # serving session); False: every run starts from rest, and streaming routes refuse the kind
+    stateful_stream: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "KPI", "Measurements", "METRICS", "KPIS", "by_name", "objective_kpis", "alias_metrics", "objectives",
     "thresholds", "gates", "fmt_value", "row_from_telemetry", "per_inference", "objective_metrics", "aliased",
-    "format_kpi_table",
+    "format_kpi_table", "GATE_ON", "repeat_stats",
 ]
 
 
@@ -203,17 +203,57 @@ def _get(row: Any, name: str) -> Any:
     return row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
 
 
-def gates(kpi_spec: Any, row: Any) -> dict[str, bool]:
+GATE_ON = ("mean", "lower_ci", "upper_ci", "worst_ci")
+"""What a gate compares with its limit when repeat statistics are given: the point estimate (``mean``,
+today's behaviour), one bound of the confidence interval, or ``worst_ci`` (the lower bound of a
+higher-is-better figure, the upper bound of a lower-is-better one: the conservative side)."""
+
+
+def repeat_stats(values: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
+    """Mean, sample std (ddof 1) and a Student-t confidence interval of repeated measurements.
+
+    Why Student t: a handful of seeds (N = 3..10) is far too few for a normal interval. With one value
+    the std is 0 and the interval is the value itself (nothing is known about the spread)."""
+    from scipy import stats
+
+    v = np.asarray([float(x) for x in values], dtype=float)
+    if v.size == 0:
+        raise ValueError("repeat_stats: no values")
+    mean = float(v.mean())
+    std = float(v.std(ddof=1)) if v.size > 1 else 0.0
+    half = float(stats.t.ppf(0.5 + confidence / 2, v.size - 1) * std / np.sqrt(v.size)) if v.size > 1 else 0.0
+    return {"n": int(v.size), "mean": mean, "std": std, "lower_ci": mean - half, "upper_ci": mean + half,
+            "confidence": float(confidence)}
+
+
+def _gated_value(m: KPI, row: Any, stats: Mapping[str, Mapping[str, float]] | None, on: str) -> Any:
+    if on == "mean" or not stats:
+        return _get(row, m.row_field)
+    st = stats.get(m.row_field) or (stats.get(m.alias) if m.alias else None)
+    if not st:
+        return _get(row, m.row_field)  # no repeats of this figure: the point estimate
+    side = ("lower_ci" if m.better == "higher" else "upper_ci") if on == "worst_ci" else on
+    return st[side]
+
+
+def gates(kpi_spec: Any, row: Any, stats: Mapping[str, Mapping[str, float]] | None = None,
+          on: str | None = None) -> dict[str, bool]:
     """Gate name -> passed, for each KPI whose threshold is set and whose value was measured.
 
     A row whose status is not ``ok`` gets ``{"fits": False}``. The golden gate is the caller's: add
-    ``{"golden": ...}`` after these (it comes last in the stored dict).
+    ``{"golden": ...}`` after these (it comes last in the stored dict). With ``stats`` (figure ->
+    :func:`repeat_stats`, keyed by row field or alias), ``on`` (one of :data:`GATE_ON`; default the
+    spec's ``on`` if it has one, else ``mean``) picks the interval bound compared with the limit;
+    without ``stats`` the row's point estimate is gated as always.
     """
     if _get(row, "status") != "ok":
         return {"fits": False}
+    on = on or (kpi_spec.get("on") if isinstance(kpi_spec, Mapping) else getattr(kpi_spec, "on", None)) or "mean"
+    if on not in GATE_ON:
+        raise ValueError(f"kpis.on: {on!r} is not one of {list(GATE_ON)}")
     out = {}
     for m in KPIS:
-        lim, v = m.limit(kpi_spec), _get(row, m.row_field)
+        lim, v = m.limit(kpi_spec), _gated_value(m, row, stats, on)
         if lim is not None and v is not None:
             out[m.name] = m.passes(lim, v)
     return out

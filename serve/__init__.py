@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from serve._private.client import ServeClient, ServeHTTPError
+from serve._private.client import ServeClient, ServeHTTPError, StreamSession
 from serve._private.kpi import KpiWindow, RolloutPolicy, breaches
 from serve._private.metrics import Metrics
 from serve._private.model import ModelServer, encode_inputs
@@ -24,9 +24,10 @@ from serve._private.schemas import (
     parse_npy,
     to_array,
 )
+from serve._private.stream import Sessions, StreamPolicy
 from serve._private.traffic import TrafficError, TrafficState, VersionState
 
-__all__ = ["ServeClient", "ServeHTTPError", "KpiWindow", "RolloutPolicy", "breaches", "Metrics", "ModelServer",
+__all__ = ["ServeClient", "ServeHTTPError", "StreamSession", "Sessions", "StreamPolicy", "KpiWindow", "RolloutPolicy", "breaches", "Metrics", "ModelServer",
            "encode_inputs", "ModelInfo", "ResolveError", "resolve_model", "DeployRequest", "FeedbackRequest",
            "PredictRequest", "RequestProblem", "check_inputs", "check_spikes", "parse_npy", "to_array",
            "TrafficError", "TrafficState", "VersionState", "start", "deploy_model_app", "shutdown"]

@@ -19,7 +19,8 @@ from typing import Any
 
 from fabric.kpis import objectives
 
-__all__ = ["OBJECTIVES", "SelectError", "pareto_front", "select", "parse_select", "feasible", "rank_key"]
+__all__ = ["OBJECTIVES", "SelectError", "pareto_front", "pareto_fronts", "front_union", "select", "select_per_kind",
+           "parse_select", "feasible", "rank_key", "objective_names", "per_kind_objectives"]
 
 # objective (a KPI's per-inference alias) -> "max" / "min", from fabric.kpis; the order is the
 # tie-break order of ``select``
@@ -59,6 +60,48 @@ def pareto_front(rows: Sequence[Mapping[str, Any]], objectives: Mapping[str, str
         if not dominated:
             front.append(i)
     return front
+
+
+def pareto_fronts(rows: Sequence[Mapping[str, Any]], objectives: Mapping[str, str] = OBJECTIVES) -> dict[str, list[int]]:
+    """One front per kind: kind -> indices (into ``rows``, ascending) of that kind's non-dominated rows.
+
+    Rows are only compared with rows of the same kind: a figure on one device says nothing about a
+    candidate on another (a 0.15 ms latency on one kind and 26 ms on another are not one scale).
+    Every kind present in ``rows`` has an entry (empty when none of its rows was measured).
+    """
+    out: dict[str, list[int]] = {}
+    for kind in dict.fromkeys(str(r.get("kind")) for r in rows):
+        idx = [i for i, r in enumerate(rows) if str(r.get("kind")) == kind]
+        out[kind] = [idx[j] for j in pareto_front([rows[i] for i in idx], objectives)]
+    return out
+
+
+def front_union(fronts: Mapping[str, Sequence[int]]) -> list[int]:
+    """Every row on some kind's front, ascending (the artifact's ``front`` and rows' ``on_front``)."""
+    return sorted({i for f in fronts.values() for i in f})
+
+
+def objective_names(kinds: Sequence[str], objectives: Mapping[str, str] = OBJECTIVES) -> dict[str, str]:
+    """The searcher's objectives: ``metric@kind`` -> mode for every kind and objective (never a mean
+    over kinds), kind-major in ``kinds`` order."""
+    return {f"{m}@{k}": mode for k in kinds for m, mode in objectives.items()}
+
+
+def per_kind_objectives(rows: Sequence[Mapping[str, Any]], kinds: Sequence[str],
+                        objectives: Mapping[str, str] = OBJECTIVES) -> dict[str, float]:
+    """A trial's objective vector for the searcher from its per-kind rows (``kind``, ``status``,
+    ``metrics``): each kind's measured figures under ``metric@kind``; a kind the trial was not
+    measured on (did not fit) gets the worst value (accuracy 0, costs +inf), so it is dominated there
+    by any candidate that fits. Empty when no kind was measured (the searcher is told PRUNED)."""
+    by_kind = {str(r["kind"]): r for r in rows if r.get("status") == "ok" and _vector(r, objectives) is not None}
+    if not by_kind:
+        return {}
+    out = {}
+    for k in kinds:
+        for m, mode in objectives.items():
+            r = by_kind.get(k)
+            out[f"{m}@{k}"] = float(r["metrics"][m]) if r is not None else (0.0 if mode == "max" else math.inf)
+    return out
 
 
 class SelectError(ValueError):
@@ -191,3 +234,14 @@ def select(rows: Sequence[Mapping[str, Any]], expr: str) -> tuple[int, Mapping[s
         return None
     best = min(idx, key=lambda i: (rank_key(rows[i]), i))
     return best, rows[best]
+
+
+def select_per_kind(rows: Sequence[Mapping[str, Any]], expr: str) -> dict[str, tuple[int, Mapping[str, Any]]]:
+    """The best feasible row of each kind for ``expr`` (kind -> ``(index, row)``; kinds with no
+    feasible row are left out). Ranking as :func:`select`, but only among one kind's rows."""
+    out: dict[str, tuple[int, Mapping[str, Any]]] = {}
+    for i in feasible(rows, expr):
+        kind = str(rows[i].get("kind"))
+        if kind not in out or (rank_key(rows[i]), i) < (rank_key(out[kind][1]), out[kind][0]):
+            out[kind] = (i, rows[i])
+    return dict(sorted(out.items()))

@@ -14,11 +14,13 @@ from typing import Any
 
 from fabric.spec import Spec
 from fabric.store.registry import Registry
-from tune._pareto import OBJECTIVES, pareto_front
-from tune._space import effective_space, make_space_fn
+from tune._pareto import OBJECTIVES, front_union, objective_names, pareto_fronts
+from tune._space import candidate_spec, effective_space, make_space_fn
+from tune._splits import with_validation
 from tune._trainable import ROW_METRICS, TrialContext, trial_row, tune_trial
 
-__all__ = ["TuneError", "TuneResult", "run_tune", "store_pareto", "render_pareto_png", "default_storage_path", "latest_experiment"]
+__all__ = ["TuneError", "TuneResult", "run_tune", "store_pareto", "render_pareto_png", "default_storage_path", "latest_experiment",
+           "measure_test"]
 
 
 class TuneError(RuntimeError):
@@ -43,6 +45,8 @@ class TuneResult:
     phase_seconds: dict[str, float] = field(default_factory=dict)  # union per phase kind over all trials
     in_trial_seconds: float = 0.0  # union of every timed phase inside trial functions
     errors: list[str] = field(default_factory=list)
+    fronts: dict[str, list[int]] = field(default_factory=dict)  # kind -> row indices on that kind's front
+    splits: dict[str, Any] = field(default_factory=dict)  # split bookkeeping (tune._splits.with_validation)
 
     @property
     def overhead_share(self) -> float:
@@ -77,24 +81,68 @@ def _union(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-def _searcher(seed: int, num_samples: int, space_fn: Callable[[Any], None]) -> Any:
+def _searcher(seed: int, num_samples: int, space_fn: Callable[[Any], None], kinds: Sequence[str] | None = None) -> Any:
+    """NSGA-II over the objectives; with ``kinds``, one objective per (kind, objective) pair
+    (``accuracy@loihi``, ...) so no figure is ever averaged across kinds."""
     import optuna
 
     from tune._search import MultiObjectiveOptuna
 
+    objs = objective_names(kinds) if kinds else dict(OBJECTIVES)
     pop = max(4, min(16, num_samples // 2))
     sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=pop)
-    return MultiObjectiveOptuna(space=space_fn, metric=list(OBJECTIVES), mode=list(OBJECTIVES.values()), sampler=sampler)
+    return MultiObjectiveOptuna(space=space_fn, metric=list(objs), mode=list(objs.values()), sampler=sampler)
 
 
-def _prepare_data(spec: Spec, registry: Registry) -> tuple[str, Any, Any, Any, list[Any]]:
-    """The pipeline's data stage, keeping the arrays the trials share: (dataset id, x, y, splits, classes)."""
+def _prepare_data(spec: Spec, registry: Registry) -> tuple[str, Any, Any, Any, list[Any], dict[str, Any]]:
+    """The pipeline's data stage, keeping the arrays the trials share: (dataset id, x, y, splits,
+    classes, split record). The dataset artifact is stored with its own split (the one ``fabric run``
+    stores); the val split trials are selected on is added to the shared array (tune._splits)."""
     from fabric.flow import stages
 
     src = stages.check_dataset(registry, spec)  # a dataset.version resolves in this registry; a path is read once
     ds, sp = stages.load_dataset(spec, source=src)
     rec = stages.put_dataset(registry, spec, ds, sp, source=src)
-    return rec.id, ds.x, ds.y, sp.astype("U5"), list(ds.classes)
+    try:
+        splits, info = with_validation(sp, ds.y, spec.seed, spec_fraction=spec.dataset.val_fraction)
+    except ValueError as exc:
+        raise TuneError(str(exc)) from exc
+    return rec.id, ds.x, ds.y, splits, list(ds.classes), info
+
+
+def _test_key(program_id: str, encoding_id: str, n_test: int) -> str:
+    import hashlib
+
+    return "tune.test." + hashlib.sha256(f"{program_id}\x1f{encoding_id}\x1f{n_test}".encode()).hexdigest()[:40]
+
+
+def measure_test(registry: Registry, spec: Spec, rows: list[dict[str, Any]], indices: Sequence[int], x: Any, y: Any,
+                 splits: Any, classes: list[Any]) -> None:
+    """Measure the rows at ``indices`` (the fronts' models) once on the **test** split, in place:
+    ``test_metrics`` and ``test_evaluation_id``. Each (program, encoding) is measured once and cached
+    in the registry's stage cache, so a restored experiment reuses the figures (and its artifact id)."""
+    from actors.cluster.pool import DevicePool
+    from fabric.flow import stages
+    from fabric.flow.codecs import program_from_bytes
+    from fabric.kpis import objective_metrics
+
+    test = splits == "test"
+    for i in indices:
+        r = rows[i]
+        if r.get("status") != "ok" or not r.get("program_id") or not r.get("encoding_id"):
+            continue
+        key = _test_key(r["program_id"], r["encoding_id"], int(test.sum()))
+        ev_id = registry.cache_get(key)
+        if ev_id is None:
+            cand = candidate_spec(spec, r["config"])
+            spikes, _ = stages.encode_inputs(cand, x, classes)  # seeded: the trial's encoding
+            program = program_from_bytes(registry.get(r["program_id"]))
+            ev = stages.evaluate(registry, DevicePool(r["kind"]), program, r["program_id"], r["encoding_id"], r["kind"],
+                                 spikes[test], y[test], cand)
+            registry.cache_put(key, ev.id)
+            ev_id = ev.id
+        r["test_metrics"] = {k: v for k, v in objective_metrics(registry.get_json(ev_id)).items() if k in ROW_METRICS}
+        r["test_evaluation_id"] = ev_id
 
 
 def run_tune(spec: Spec, registry: Registry, *, kinds: Sequence[str] | None = None, num_samples: int = 16,
@@ -141,7 +189,7 @@ def run_tune(spec: Spec, registry: Registry, *, kinds: Sequence[str] | None = No
         DevicePool(k)
     storage_path = os.path.abspath(storage_path or default_storage_path(registry))
     os.makedirs(storage_path, exist_ok=True)
-    data_id, x, y, splits, classes = _prepare_data(spec, registry)
+    data_id, x, y, splits, classes, split_info = _prepare_data(spec, registry)
     ctx = TrialContext(spec=spec.to_dict(), kinds=kinds, store_url=registry.store.url, tenant=registry.tenant,
                        dataset_id=data_id, x=x, y=y, splits=splits, n_classes=len(classes), classes=classes)
     trainable = tune.with_resources(tune.with_parameters(tune_trial, ctx=ctx), {"cpu": 1})
@@ -173,7 +221,7 @@ def run_tune(spec: Spec, registry: Registry, *, kinds: Sequence[str] | None = No
                              grace_period=1, reduction_factor=2, stop_last_trials=False)
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=_searcher(seed, num_samples, make_space_fn(effective_space(spec))),
+            tune_config=tune.TuneConfig(search_alg=_searcher(seed, num_samples, make_space_fn(effective_space(spec)), kinds),
                                         scheduler=asha if early_stop else None, num_samples=num_samples, max_concurrent_trials=max_concurrent,
                                         reuse_actors=True),
             run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=0, callbacks=callbacks,
@@ -185,11 +233,15 @@ def run_tune(spec: Spec, registry: Registry, *, kinds: Sequence[str] | None = No
     rows, errors, phases = _collect(grid, kinds)
     analysis = getattr(grid, "_experiment_analysis", None)  # Trial objects carry the failure count
     retried = sum(int(getattr(t, "num_failures", 0)) for t in getattr(analysis, "trials", []))
-    front = pareto_front(rows, OBJECTIVES)
+    fronts = pareto_fronts(rows, OBJECTIVES)  # one front per kind, selected on the val figures
+    front = front_union(fronts)
     for i, r in enumerate(rows):
         r["on_front"] = i in front
+    if front:
+        log(f"[tune] measuring the {len(front)} front models once on the test split")
+    measure_test(registry, spec, rows, front, x, y, splits, classes)
     wall = time.perf_counter() - t0
-    pareto_id, plot_id = store_pareto(registry, spec, name, rows, front, data_id)
+    pareto_id, plot_id = store_pareto(registry, spec, name, rows, front, data_id, fronts=fronts, splits=split_info)
     tr = [(a, b) for a, b, what in phases if what == "train"]
     dv = [(a, b) for a, b, what in phases if what.startswith("device")]
     res = TuneResult(experiment=name, experiment_path=f"{storage_path}/{name}", pareto_id=pareto_id, plot_id=plot_id,
@@ -198,12 +250,12 @@ def run_tune(spec: Spec, registry: Registry, *, kinds: Sequence[str] | None = No
                      device_seconds=sum(b - a for a, b in dv), errors=errors, retried=retried,
                      phase_seconds={k: _union([(a, b) for a, b, w in phases if w.split(":")[0] == k])
                                     for k in sorted({w.split(":")[0] for _, _, w in phases})},
-                     in_trial_seconds=_union([(a, b) for a, b, _ in phases]))
+                     in_trial_seconds=_union([(a, b) for a, b, _ in phases]), fronts=fronts, splits=split_info)
     unfinished = len({r["trial_id"] for r in rows if r["status"] == "not run"})
     if unfinished:
         log(f"[tune] {unfinished} trials did not run (interrupted?): continue with --resume {res.experiment_path}")
     log(f"[tune] {res.trials} trials ({retried} retried after a failure), {len(rows)} (trial, kind) rows, "
-        f"{len(front)} on the Pareto front; "
+        f"{len(front)} on the per-kind Pareto fronts ({', '.join(f'{k} {len(f)}' for k, f in fronts.items())}); "
         f"pareto {pareto_id[:12]}, plot {plot_id[:12]} ({wall:.1f}s)")
     return res
 
@@ -232,22 +284,29 @@ def _collect(grid: Any, kinds: list[str]) -> tuple[list[dict[str, Any]], list[st
                          "metrics": {k: r["metrics"].get(k) for k in ROW_METRICS},
                          "model_id": r["model_id"], "program_id": r["program_id"], "status": r["status"],
                          "on_front": False, "fit_error": r["fit_error"], "evaluation_id": r.get("evaluation_id"),
-                         "emulated": r.get("emulated"), "epochs": m.get("epoch")})
+                         "emulated": r.get("emulated"), "epochs": m.get("epoch"), "encoding_id": r.get("encoding_id"),
+                         "test_metrics": None, "test_evaluation_id": None})
     rows.sort(key=lambda r: (r["trial_id"], r["kind"]))
     return rows, errors, phases
 
 
 def store_pareto(registry: Registry, spec: Spec, experiment: str, rows: list[dict[str, Any]], front: list[int],
-                 data_id: str) -> tuple[str, str]:
-    """Store the pareto artifact (format in ``tune.__doc__``) and its PNG; return their ids."""
+                 data_id: str, *, fronts: dict[str, list[int]] | None = None,
+                 splits: dict[str, Any] | None = None) -> tuple[str, str]:
+    """Store the pareto artifact (format in ``tune.__doc__``) and its PNG; return their ids.
+    ``fronts`` defaults to each kind's front of ``rows``; ``splits`` is the split record."""
+    fronts = pareto_fronts(rows, OBJECTIVES) if fronts is None else fronts
     doc = {"experiment": experiment, "spec_hash": spec.hash, "objectives": dict(OBJECTIVES), "trials": rows,
-           "front": front,
-           "notes": "latency_ms = device time per inference (p50, batch 1) and energy_mj = energy per inference: "
+           "front": front, "fronts": fronts, "selected_on": "val", "reported_on": "test", "splits": splits or {},
+           "notes": "metrics = the validation split on the device (what selected every front); test_metrics = the "
+                    "test split, measured once for front models only (reported, never used to select). "
+                    "One front per kind: rows are compared only with rows of their kind. "
+                    "latency_ms = device time per inference (p50, batch 1) and energy_mj = energy per inference: "
                     "both modelled for emulated kinds (constants and sources: actors/<kind>/constants.yaml, "
-                    "`fabric devices`), measured latency only for kind cpu; accuracy on the test split on the device"}
+                    "`fabric devices`), measured latency only for kind cpu"}
     parents = sorted({data_id} | {r[k] for r in rows for k in ("model_id", "program_id") if r.get(k)})
     extra = {"experiment": experiment, "trials": len({r["trial_id"] for r in rows}), "front_size": len(front),
-             "kinds": sorted({r["kind"] for r in rows})}
+             "kinds": sorted({r["kind"] for r in rows}), "selected_on": "val", "reported_on": "test"}
     rec = registry.put_json(doc, kind="pareto", name=f"{spec.name}/pareto", parents=parents, spec_hash=spec.hash,
                             seeds={"seed": spec.seed}, extra=extra)
     png = registry.put(render_pareto_png(rows, front, f"{spec.name} ({experiment})"), kind="report",
@@ -256,7 +315,8 @@ def store_pareto(registry: Registry, spec: Spec, experiment: str, rows: list[dic
 
 
 def render_pareto_png(rows: list[dict[str, Any]], front: list[int], title: str) -> bytes:
-    """Accuracy against latency and against energy, one colour per kind; front points ringed."""
+    """Accuracy (validation split: what selected) against latency and against energy, one colour per
+    kind; each kind's front points ringed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -278,10 +338,10 @@ def render_pareto_png(rows: list[dict[str, Any]], front: list[int], title: str) 
                        linewidths=1.5)
         ax.set_xscale("log")
         ax.set_xlabel(label)
-        ax.set_ylabel("accuracy (test split, on device)")
+        ax.set_ylabel("accuracy (val split, on device; selects)")
         ax.grid(alpha=0.3)
     if any(r["status"] == "ok" for r in rows):
-        axes[0].legend(title="kind (ringed = Pareto front)", fontsize=8)
+        axes[0].legend(title="kind (ringed = that kind's Pareto front)", fontsize=8)
     else:
         axes[0].text(0.5, 0.5, "no trial was measured", transform=axes[0].transAxes, ha="center")
     fig.suptitle(f"tune: {title}", fontsize=10)

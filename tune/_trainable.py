@@ -1,6 +1,9 @@
 """One Tune trial: prune by fit, encode, train (reporting the training curve), compress, export,
 compile per kind, and measure on the shared device actors through :class:`actors.cluster.pool.DevicePool`.
 
+A trial is measured on the **validation** split only (selection happens there); its report gives the
+searcher one objective per (kind, objective) pair (``accuracy@loihi``, ...), see :mod:`tune`.
+
 Every artifact a trial stores (encoding, model, NIR, program, evaluation) is written by the stage
 library :mod:`fabric.flow.stages`, the same code as the pipeline's stages, so a trial's artifacts read
 like a pipeline run's. The trial only adds what Tune needs: the fit check before anything is stored,
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 
 from fabric.kpis import objective_metrics, objectives
+from tune._pareto import per_kind_objectives
 from tune._space import candidate_spec, check_fit, compile_options, compress, weight_sparsity
 
 __all__ = ["TrialContext", "tune_trial", "trial_row", "ROW_METRICS"]
@@ -55,13 +59,9 @@ def trial_row(kind: str, status: str, fit_error: str | None = None) -> dict[str,
     """A (trial, kind) row before measurement: what the driver records for a trial that never got
     measured on ``kind`` (did not fit, stopped early, failed)."""
     return {"kind": kind, "status": status, "metrics": dict.fromkeys(ROW_METRICS), "model_id": None,
-            "program_id": None, "evaluation_id": None, "fit_error": fit_error, "emulated": None}
+            "program_id": None, "evaluation_id": None, "encoding_id": None, "fit_error": fit_error, "emulated": None}
 
 
-def _aggregate(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """The trial's objective vector for the searcher: mean over the kinds it was measured on."""
-    ok = [r["metrics"] for r in rows if r["status"] == "ok"]
-    return {m: float(np.mean([r[m] for r in ok])) for m in ROW_METRICS} if ok else {}
 
 
 def tune_trial(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -96,7 +96,10 @@ def tune_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     enc = stages.put_encoding(reg, cand, spikes, ctx.y, ctx.splits, meta, parents=[ctx.dataset_id],
                               name=f"{cand.name}/{cand.encoder.name}")
-    train_mask, test_mask = ctx.splits == "train", ctx.splits == "test"
+    # selection happens on val: the test split is measured by the driver, once, for front models only
+    train_mask, val_mask = ctx.splits == "train", ctx.splits == "val"
+    if not val_mask.any():
+        raise ValueError("trial: the data has no 'val' samples to measure on (the driver adds them)")
     phases.append((t_prep, time.time(), "prepare"))  # encode + fit check + encoding artifact
 
     def on_epoch(rec: dict[str, float]) -> None:
@@ -132,12 +135,13 @@ def tune_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         phases.append((t1, time.time(), f"compile:{kind}"))
         t1 = time.time()
         ev = stages.evaluate(reg, DevicePool(kind, call_timeout_s=CALL_TIMEOUT_S), program, prog.id, enc.id, kind,
-                             spikes[test_mask], ctx.y[test_mask], cand)
+                             spikes[val_mask], ctx.y[val_mask], cand)
         phases.append((t1, time.time(), f"device:{kind}"))
         kpi = reg.get_json(ev.id)
         row.update(status="ok", program_id=prog.id, evaluation_id=ev.id, emulated=bool(kpi["emulated"]),
-                   metrics=objective_metrics(kpi))
+                   metrics=objective_metrics(kpi), encoding_id=enc.id)
     out = list(rows.values())
-    tune.report({**_aggregate(out), "trial_status": "ok" if _aggregate(out) else "does not fit",
+    objs = per_kind_objectives(out, ctx.kinds)  # metric@kind for every kind: never a mean across kinds
+    tune.report({**objs, "trial_status": "ok" if objs else "does not fit",
                  "rows_json": json.dumps(out), "phases_json": json.dumps(phases),
                  "train_loss_final": float(res.history[-1]["loss"]), "epoch": len(res.history)})

@@ -16,11 +16,14 @@ EPILOG = """examples:
   fabric tune examples/digits_tune.yaml --select "latency_ms<5 and energy_mj<0.5"
   fabric tune --from <pareto-id> --select "accuracy>0.8 and kind==loihi"   no re-run
 
-objectives: accuracy (max, test split on the device), latency_ms (min, device time per inference, modelled
-for emulated kinds), energy_mj (min, modelled), footprint_kb (min). --select grammar: comparisons
-NAME OP VALUE (OP one of < <= > >= == !=) joined by and/or/not and parentheses; names are the
-objectives and `kind`. The best feasible row is the most accurate, then the lowest latency, energy,
-footprint. exit codes: 0 done (or a row selected), 2 bad input, 3 nothing satisfies --select."""
+objectives: accuracy (max), latency_ms (min, device time per inference, modelled for emulated kinds),
+energy_mj (min, modelled), footprint_kb (min), each per kind: one Pareto front per kind. Trials are
+measured and selected on the validation split (default: 20% of the training data when the spec has no
+dataset.val_fraction); front models are then measured once on the test split (column "test acc").
+--select grammar: comparisons NAME OP VALUE (OP one of < <= > >= == !=) joined by and/or/not and
+parentheses; names are the objectives (validation figures) and `kind`. --select picks the best feasible
+row of each kind: the most accurate, then the lowest latency, energy, footprint.
+exit codes: 0 done (or a row selected), 2 bad input, 3 nothing satisfies --select."""
 
 
 def add_parser(sub: Any) -> None:
@@ -55,37 +58,46 @@ def _fmt(v: Any, spec: str) -> str:
 
 def format_rows(rows: list[dict[str, Any]], only: list[int] | None = None) -> str:
     """Table of (trial, kind) rows; ``*`` marks the Pareto front."""
-    head = f"{'':2}{'trial':<22}{'kind':<10}{'status':<15}{'accuracy':>9}{'latency ms':>12}{'energy mJ':>12}{'KB':>8}  config"
+    head = (f"{'':2}{'trial':<22}{'kind':<10}{'status':<15}{'val acc':>9}{'latency ms':>12}{'energy mJ':>12}{'KB':>8}"
+            f"{'test acc':>9}  config")
     out = [head, "-" * len(head)]
     for i in only if only is not None else range(len(rows)):
         r, m = rows[i], rows[i]["metrics"]
         cfg = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["config"].items()))
         out.append(f"{'*' if r.get('on_front') else ' ':2}{str(r['trial_id'])[:21]:<22}{r['kind']:<10}{r['status']:<15}"
                    f"{_fmt(m['accuracy'], '.3f'):>9}{_fmt(m['latency_ms'], '.4f'):>12}{_fmt(m['energy_mj'], '.5f'):>12}"
-                   f"{_fmt(m['footprint_kb'], '.1f'):>8}  {cfg}")
-    out.append("* = on the Pareto front. latency = device time per inference, energy per inference: modelled for "
-               "emulated kinds (fabric devices --json lists constants and sources).")
+                   f"{_fmt(m['footprint_kb'], '.1f'):>8}{_fmt((r.get('test_metrics') or {}).get('accuracy'), '.3f'):>9}"
+                   f"  {cfg}")
+    out.append("* = on its kind's Pareto front (selected on the val split; test acc measured once, front models only). "
+               "latency = device time per inference, energy per inference: modelled for emulated kinds "
+               "(fabric devices --json lists constants and sources).")
     return "\n".join(out)
 
 
 def _select(rows: list[dict[str, Any]], expr: str, as_json: bool, pareto_id: str) -> int:
-    from tune._pareto import SelectError, select
+    """The best feasible row of each kind (``per_kind``); ``index``/``selected`` stay the best row over
+    all rows, as before per-kind fronts, for callers that read one pick."""
+    from tune._pareto import SelectError, select, select_per_kind
 
     try:
         hit = select(rows, expr)
+        per_kind = select_per_kind(rows, expr)
     except SelectError as exc:
         return fail(str(exc), 2)
     if hit is None:
         if as_json:
-            print(json.dumps({"select": expr, "pareto_id": pareto_id, "selected": None}))
+            print(json.dumps({"select": expr, "pareto_id": pareto_id, "selected": None, "per_kind": {}}))
         return fail(f"no measured model satisfies {expr!r} (pareto {pareto_id[:12]})", 3)
     i, row = hit
     if as_json:
-        print(json.dumps({"select": expr, "pareto_id": pareto_id, "index": i, "selected": row}, default=str))
+        print(json.dumps({"select": expr, "pareto_id": pareto_id, "index": i, "selected": row, "selected_on": "val",
+                          "per_kind": {k: {"index": j, "selected": r} for k, (j, r) in per_kind.items()}},
+                         default=str))
     else:
-        print(f"selected (pareto {pareto_id[:12]}, row {i}) for {expr!r}:")
-        print(format_rows(rows, [i]))
-        print(f"model {row['model_id']}  program {row['program_id']}")
+        print(f"selected per kind (pareto {pareto_id[:12]}, on the val split) for {expr!r}:")
+        print(format_rows(rows, [j for j, _ in per_kind.values()]))
+        for k, (j, r) in per_kind.items():
+            print(f"{k}: row {j}  model {r['model_id']}  program {r['program_id']}")
     return 0
 
 
@@ -145,11 +157,12 @@ def main(args: argparse.Namespace) -> int:
         return _select(res.rows, args.select, args.json, res.pareto_id)
     if args.json:
         print(json.dumps({"experiment": res.experiment, "experiment_path": res.experiment_path,
-                          "pareto_id": res.pareto_id, "plot_id": res.plot_id, "front": res.front, "trials": res.rows,
+                          "pareto_id": res.pareto_id, "plot_id": res.plot_id, "front": res.front, "fronts": res.fronts,
+                          "selected_on": "val", "reported_on": "test", "splits": res.splits, "trials": res.rows,
                           "seconds": res.seconds, "errors": res.errors}, default=str))
     else:
         print(format_rows(res.rows, res.front))
-        print(f"pareto {res.pareto_id}  plot {res.plot_id}  ({res.trials} trials, {len(res.front)} on the front, "
+        print(f"pareto {res.pareto_id}  plot {res.plot_id}  ({res.trials} trials, {len(res.front)} on the per-kind fronts, "
               f"{res.seconds:.0f}s; fabric registry cat {res.plot_id[:12]} --out pareto.png)")
         for e in res.errors:
             print(f"trial error: {e}")

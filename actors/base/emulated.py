@@ -97,6 +97,12 @@ class EmulatedRuntime(ABC):
     def _run_device(self, x: np.ndarray) -> DeviceRun:
         """Run a validated batch ``[B, T, n_in]`` on the device model."""
 
+    def _step_device(self, x: np.ndarray, state: Any) -> tuple[DeviceRun, Any]:
+        """Streaming hook: run ``x`` from the device state ``state`` (None: at rest) and return the run
+        and the end state. Kinds that keep state override it and declare ``stateful_stream=True``."""
+        raise NotImplementedError(f"{self.kind}: this kind cannot keep network state between runs "
+                                  "(capabilities.stateful_stream is False); every run starts at rest")
+
     # -- protocol ------------------------------------------------------------------------------
     def compile(self, graph: nir.NIRGraph, options: dict[str, Any] | None = None) -> Program:
         """Lower, quantize and fit-check ``graph``; ``fallback="hybrid"`` runs unsupported layers on cpu."""
@@ -180,17 +186,35 @@ class EmulatedRuntime(ABC):
         self.program = program
 
     def run(self, spikes: np.ndarray, *, record_raster: bool = False) -> RunResult:
+        return self._execute(spikes, record_raster, None)
+
+    def step(self, spikes: np.ndarray, state: dict[str, Any] | None = None, *,
+             record_raster: bool = False) -> tuple[RunResult, dict[str, Any]]:
+        """One chunk of a stream: start from ``state`` (None: at rest), return the result and the end
+        state (device part and any cpu fallback segment); chunk after chunk equals one :meth:`run`
+        over the concatenated input. Only kinds whose ``capabilities.stateful_stream`` is True."""
+        end: dict[str, Any] = dict(state or {})
+        return self._execute(spikes, record_raster, end), end
+
+    def _execute(self, spikes: np.ndarray, record_raster: bool, state: dict[str, Any] | None) -> RunResult:
+        """``run`` (``state`` None) or ``step`` (``state`` a dict, replaced in place by the end state)."""
         if self.program is None:
             raise RuntimeError(f"{self.kind}: no program loaded; call load(program) first")
         x = check_input(spikes, int(self.program.meta["n_in"]), self.kind)
         t0 = time.perf_counter()
         pre = None
         if self._prefix is not None:
-            pre = self._prefix.run(x, record_raster=True)
+            if state is None:
+                pre = self._prefix.run(x, record_raster=True)
+            else:
+                pre, state["prefix"] = self._prefix.step(x, state.get("prefix"), record_raster=True)
             x_dev = pre.raster.astype(np.float32)
         else:
             x_dev = x
-        dev = self._run_device(x_dev)
+        if state is None:
+            dev = self._run_device(x_dev)
+        else:
+            dev, state["device"] = self._step_device(x_dev, state.get("device"))
         host = time.perf_counter() - t0 - dev.untimed_s
         self.runs += 1
         c = self.constants
@@ -219,7 +243,11 @@ class EmulatedRuntime(ABC):
             tel = _merge_fallback(tel, pre.telemetry, "prefix")
             tel.spikes_in = int(np.count_nonzero(x))
         if self._fallback is not None:
-            res = self._fallback.run(dev.host_raster, record_raster=record_raster)
+            if state is None:
+                res = self._fallback.run(dev.host_raster, record_raster=record_raster)
+            else:
+                res, state["tail"] = self._fallback.step(dev.host_raster, state.get("tail"),
+                                                         record_raster=record_raster)
             counts, raster = res.counts, res.raster
             tel = _merge_fallback(tel, res.telemetry, "tail")
         if pre is not None or self._fallback is not None:

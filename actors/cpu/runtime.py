@@ -39,7 +39,8 @@ class CpuRuntime:
     kind = "cpu"
     capabilities = Capabilities(
         needs_resource=False, embedded_boards=0, hybrid_fallback=False, weight_bits=None,
-        weight_bits_source="float32 host baseline", time_mode="host", latency="measured", emulated=False)
+        weight_bits_source="float32 host baseline", time_mode="host", latency="measured", emulated=False,
+        stateful_stream=True)
 
     def __init__(self, device_id: str | None = None) -> None:
         self.device_id = device_id or f"cpu:{platform.node()}:{os.getpid()}"
@@ -75,14 +76,26 @@ class CpuRuntime:
         self._simple = all(lay.recurrent is None and lay.neuron != "li" for lay in self._layers)
 
     def run(self, spikes: np.ndarray, *, record_raster: bool = False) -> RunResult:
+        return self._run(spikes, record_raster, None)
+
+    def step(self, spikes: np.ndarray, state: dict[str, Any] | None = None, *,
+             record_raster: bool = False) -> tuple[RunResult, dict[str, Any]]:
+        """One chunk of a stream: start from ``state`` (None: at rest), return the result and the end
+        state; chunk after chunk is spike-for-spike one :meth:`run` over the concatenated input."""
+        end: dict[str, Any] = {k: list(v) for k, v in (state or {}).items()}
+        if end and len(end["v"][0]) != np.shape(spikes)[0]:
+            raise ValueError(f"cpu: state is for a batch of {len(end['v'][0])}, chunk has {np.shape(spikes)[0]}")
+        return self._run(spikes, record_raster, end), end
+
+    def _run(self, spikes: np.ndarray, record_raster: bool, state: dict[str, Any] | None) -> RunResult:
         if self.program is None:
             raise RuntimeError("cpu: no program loaded; call load(program) first")
         x = check_input(spikes, self.program.meta["n_in"], self.kind)
         t0 = time.perf_counter()
         if self._simple:
-            raster, mem, stats = simulate_layers(self._layers, x, self.program.meta["dt"])
+            raster, mem, stats = simulate_layers(self._layers, x, self.program.meta["dt"], state=state)
         else:
-            raster, mem, stats = simulate_recurrent(self._layers, x, self.program.meta["dt"])
+            raster, mem, stats = simulate_recurrent(self._layers, x, self.program.meta["dt"], state=state)
         host = time.perf_counter() - t0
         self.runs += 1
         power = self.constants.value("power_w")

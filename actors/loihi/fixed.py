@@ -16,8 +16,10 @@ timestep ``t`` and layer (Dense -> LIF), in the order it does it:
   ``v = clip(sign(v*(4096-dv)) * (|..| >> 12) + u + (bias_mant << bias_exp), +-(2^23-1))``;
   spike where ``v > vth << 6``; ``v = 0`` where spiked.
 
-The emulator works in float64, which holds every intermediate exactly (all stay below 2^53), and
-applies the 32-bit and 24-bit wraps only when a static bound says they can happen.
+The emulator accumulates with an exact int8 GEMM (int32 sums) or exact float BLAS, works in float64
+afterwards, which holds every intermediate exactly (all stay below 2^53), and applies the 32-bit and
+24-bit wraps only when a static bound says they can happen; the common layer (du = 4095, no wrap
+possible) runs a fused per-step loop (:func:`_lif_fast`).
 
 Quantization (:func:`quantize_layer`) maps the float LIF of ``fabric.model.snn`` (``v <- beta v + g (W x +
 b) + leak``, spike if ``v > thr``, reset to 0) onto those registers: the per-neuron threshold is
@@ -597,29 +599,84 @@ def _wrap32(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _drive(xt: np.ndarray, plan: _Plan) -> np.ndarray:
-    """``[T, B, n_out]`` float64: what the LIF receives at each step, ``a_in << 6``. Dense sends the
-    accumulation of step t-1 at step t (0 at the first step); the last step's is never delivered."""
-    steps, bsz, n_in = xt.shape
-    n_out = plan.w_t.shape[1]
-    out = np.empty((steps, bsz, n_out), dtype=np.float64)
-    out[0] = 0.0
-    if steps > 1:
-        rows = xt[:-1].reshape(-1, n_in)
-        if plan.w_t.dtype == np.int8:
-            acc = torch._int_mm(torch.from_numpy(rows.view(np.int8)), torch.from_numpy(plan.w_t)).numpy()
-        else:
-            acc = rows.astype(plan.w_t.dtype) @ plan.w_t
-        body = out[1:].reshape(-1, n_out)
-        # Lava's int32 port and ``a << 6`` wrap modulo 2^32; that is folded into u's int32 wrap
-        # (wrap32(c + 64 wrap32(a)) == wrap32(c + 64 a)), which runs whenever the bounds allow any wrap
-        if plan.weight_exp >= 0:
-            np.multiply(acc, float(plan.w_scale << (plan.weight_exp + ACT_SHIFT)), out=body)
-        else:
-            np.multiply(acc, plan.w_scale / float(1 << -plan.weight_exp), out=body)
-            np.floor(body, out=body)  # right shift of the accumulated sum: a floor
-            body *= float(1 << ACT_SHIFT)
+def _accumulate(rows: np.ndarray, plan: _Plan) -> np.ndarray:
+    """``[R, n_out]`` exact integer sums ``rows @ w_t`` of 0/1 rows ``[R, n_in]`` (int8 view).
+
+    Exactness: the int8 GEMM sums ``|w| <= 127`` terms in int32, so it is exact while
+    ``127 * n_in < 2^31`` (any n_in below 16 million); the BLAS path is float32 only when every row's
+    ``sum |w|`` is below 2^24 (``_plan``), so all its partial sums are integers float32 holds exactly,
+    and float64 (exact below 2^53) otherwise."""
+    if plan.w_t.dtype == np.int8:
+        return torch._int_mm(torch.from_numpy(rows), torch.from_numpy(plan.w_t)).numpy()
+    return rows.astype(plan.w_t.dtype) @ plan.w_t
+
+
+def _scale(acc: np.ndarray, plan: _Plan, out: np.ndarray) -> np.ndarray:
+    """``a << 6`` from the accumulated sums, into float64 ``out``: ``(w_scale acc) << weight_exp``, or
+    ``>> -weight_exp`` (a floor) when negative. Every value is an integer below 2^53, exact in float64.
+    Lava's int32 port and ``a << 6`` wrap modulo 2^32; that is folded into u's int32 wrap
+    (wrap32(c + 64 wrap32(a)) == wrap32(c + 64 a)), which runs whenever the bounds allow any wrap."""
+    if plan.weight_exp >= 0:
+        return np.multiply(acc, float(plan.w_scale << (plan.weight_exp + ACT_SHIFT)), out=out)
+    np.multiply(acc, plan.w_scale / float(1 << -plan.weight_exp), out=out)
+    np.floor(out, out=out)  # right shift of the accumulated sum: a floor
+    out *= float(1 << ACT_SHIFT)
     return out
+
+
+def _drive(acc: np.ndarray, plan: _Plan) -> np.ndarray:
+    """``[T, B, n_out]`` float64 from the sums ``acc [B, T, n_out]`` of every step: what the LIF
+    receives at each step, ``a_in << 6``. Dense sends the accumulation of step t-1 at step t (0 at
+    the first step); the last step's is never delivered."""
+    bsz, steps, n_out = acc.shape
+    out = np.empty((steps, bsz, n_out), dtype=np.float64)
+    out[:1] = 0.0
+    if steps > 1:
+        _scale(acc[:, :-1].transpose(1, 0, 2), plan, out[1:])
+    return out
+
+
+def _lif_fast(acc: np.ndarray, plan: _Plan, spikes: np.ndarray, events: dict[str, int] | None) -> None:
+    """``PyLifModelBitAcc`` for a feed-forward layer whose ``u`` is exactly this step's input
+    (``plan.u_simple``: du = 4095 and no wrap possible), writing ``spikes [B, T, n]`` (bool) in place.
+
+    Why a path of its own: it is the layer every compiled program has, and here the per-step work is
+    all of the cost. The drive of every step (``a << 6`` plus the bias) is made in place in the int32
+    sums by two integer passes, so each step is a few cache-resident float64 ops on ``v`` plus the
+    spike compare, and each step's spikes go straight into the raster. Exactness: ``u_simple`` means
+    ``|a << 6| < 2^23`` and ``|bias| < 2^19``, so the int32 drive cannot overflow; ``v`` stays an
+    integer of at most 24 bits and ``v * (4096-dv)/4096`` needs at most 36, so every float64 op is
+    exact and the order of the additions does not matter (same values as :func:`_lif`)."""
+    bsz, steps, n = acc.shape
+    v = np.zeros((bsz, n))
+    keep = np.empty((bsz, n), dtype=bool)
+    drive = acc if acc.dtype == np.int32 else acc.astype(np.int32)  # BLAS sums are exact integers
+    if plan.weight_exp >= 0:
+        drive *= np.int32(plan.w_scale << (plan.weight_exp + ACT_SHIFT))
+    else:  # right shift of the accumulated sum: a floor
+        if plan.w_scale != 1:
+            drive *= np.int32(plan.w_scale)
+        drive >>= -plan.weight_exp
+        drive <<= ACT_SHIFT
+    drive += plan.bias.astype(np.int32)
+    for t in range(steps):
+        if plan.cv == 0.0:
+            v.fill(0.0)
+        elif plan.cv != 1.0:
+            np.multiply(v, plan.cv, out=v)
+            np.trunc(v, out=v)  # sign(v*c) * (|v*c| >> 12)
+        if t > 0:
+            v += drive[:, t - 1]
+        else:
+            v += plan.bias  # step 0 gets no Dense input, only the bias
+        if plan.v_clip:
+            if events is not None:
+                events["v_clips"] += int(np.count_nonzero(v < -V_LIMIT))
+            np.maximum(v, -V_LIMIT, out=v)
+        # the +(2^23-1) clip never matters: vth << 6 < 2^23-1, so a clipped v spikes and resets to 0
+        np.greater(v, plan.vth64, out=spikes[:, t])
+        np.less_equal(v, plan.vth64, out=keep)
+        np.multiply(v, keep, out=v)
 
 
 def _lif(act: np.ndarray, plan: _Plan, events: dict[str, int] | None) -> np.ndarray:
@@ -702,22 +759,51 @@ def _lif_recurrent(act: np.ndarray, plan: _Plan, events: dict[str, int] | None) 
     return out
 
 
-def _run_chunk(plans: Sequence[_Plan], xt: np.ndarray, count_events: bool) -> tuple[list[np.ndarray], list[float], list[dict[str, int]]]:
-    """All layers over all steps for one batch chunk ``xt [T, b, n_in]`` (time-major)."""
-    rasters, ops, events = [], [], []
-    h = xt
-    for plan in plans:
-        ops.append(float(h.sum(axis=(0, 1), dtype=np.float64) @ plan.nnz_col))
+def _column_counts(h: np.ndarray) -> np.ndarray:
+    """Spikes per neuron of ``h [b, T, n]`` (bool) over the chunk, int64. Blocks of 255 rows are
+    summed in uint8 (a 0/1 sum of 255 rows cannot overflow it), which is several times faster than
+    widening every element."""
+    rows = h.reshape(-1, h.shape[-1]).view(np.uint8)
+    full = rows.shape[0] // 255
+    counts = rows[full * 255:].sum(axis=0, dtype=np.int64)
+    if full:
+        counts += rows[:full * 255].reshape(full, 255, -1).sum(axis=1, dtype=np.uint8).sum(axis=0, dtype=np.int64)
+    return counts
+
+
+def _run_chunk(plans: Sequence[_Plan], h: np.ndarray, outs: Sequence[np.ndarray],
+               count_events: bool) -> tuple[int, list[float], list[int], list[dict[str, int]]]:
+    """All layers over all steps for one batch chunk ``h [b, T, n_in]`` (bool, batch-major); layer
+    k's spikes go into ``outs[k] [b, T, n_k]``. Returns the input spike count and, per layer, the
+    synaptic ops, the output spike count and the event counts."""
+    bsz, steps, _ = h.shape
+    counts = _column_counts(h)
+    spikes_in = int(counts.sum())
+    ops: list[float] = []
+    spikes: list[int] = []
+    events: list[dict[str, int]] = []
+    for plan, out in zip(plans, outs, strict=True):
+        ops.append(float(counts.astype(np.float64) @ plan.nnz_col))
         ev = {"u_wraps": 0, "v_clips": 0}
-        if plan.rec_t is None:
-            h = _lif(_drive(h, plan), plan, ev if count_events else None)
+        # every step's sum, the last one's too (never delivered; 1/T extra work buys a copy-free view)
+        acc = _accumulate(h.reshape(bsz * steps, -1).view(np.int8), plan).reshape(bsz, steps, -1)
+        if plan.rec_t is None and plan.u_simple:
+            _lif_fast(acc, plan, out, ev if count_events else None)
         else:
-            h = _lif_recurrent(_drive(h, plan), plan, ev if count_events else None)
-            # the spikes of the last step are never delivered back (Dense sends them one step later)
-            ops[-1] += float(h[:-1].sum(axis=(0, 1), dtype=np.float64) @ plan.nnz_col_rec)
-        rasters.append(h)
+            act = _drive(acc, plan)
+            del acc
+            if plan.rec_t is None:
+                s = _lif(act, plan, ev if count_events else None)
+            else:
+                s = _lif_recurrent(act, plan, ev if count_events else None)
+                # the spikes of the last step are never delivered back (Dense sends them one step later)
+                ops[-1] += float(s[:-1].sum(axis=(0, 1), dtype=np.float64) @ plan.nnz_col_rec)
+            out[...] = s.transpose(1, 0, 2)
+        h = out
+        counts = _column_counts(h)
+        spikes.append(int(counts.sum()))
         events.append(ev)
-    return rasters, ops, events
+    return spikes_in, ops, spikes, events
 
 
 def _int_mm_works() -> bool:
@@ -732,6 +818,15 @@ def _int_mm_works() -> bool:
 
 
 _HAVE_INT_MM = _int_mm_works()
+
+
+def _as_spikes(x: np.ndarray) -> np.ndarray:
+    """``x != 0`` as a C-contiguous bool array, without a pass when ``x`` already holds only 0/1."""
+    if x.dtype == np.bool_:
+        return np.ascontiguousarray(x)
+    if x.dtype in (np.uint8, np.int8) and (x.size == 0 or (x.min() >= 0 and x.max() <= 1)):
+        return np.ascontiguousarray(x).view(np.bool_)
+    return x != 0
 
 
 def emulate(layers: Sequence[FixedLayer], spikes: np.ndarray | torch.Tensor, *, count_events: bool = False,
@@ -754,7 +849,8 @@ def emulate(layers: Sequence[FixedLayer], spikes: np.ndarray | torch.Tensor, *, 
         if layer.n_in != n_prev:
             raise ValueError(f"layer {layer.name!r} expects {layer.n_in} inputs, got {n_prev}")
         n_prev = layer.n_out
-    xt = np.ascontiguousarray((x != 0).transpose(1, 0, 2))
+    h = _as_spikes(x)
+    rasters = [np.empty((bsz, steps, layer.n_out), dtype=np.bool_) for layer in layers]
     widest = max([n_in, *(layer.n_out for layer in layers)])
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     n_threads = max(1, min(threads or usable, 8))
@@ -762,21 +858,26 @@ def emulate(layers: Sequence[FixedLayer], spikes: np.ndarray | torch.Tensor, *, 
     by_memory = -(-steps * bsz * widest * 8 // (256 << 20))  # keep each chunk's float64 buffer small
     n_chunks = max(1, min(bsz, max(by_work, by_memory)))
     bounds = np.linspace(0, bsz, n_chunks + 1).astype(int)
-    chunks = [xt[:, a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    if len(chunks) > 1 and n_threads > 1:
-        with ThreadPoolExecutor(max_workers=min(n_threads, len(chunks))) as pool:
-            parts = list(pool.map(lambda c: _run_chunk(plans, c, count_events), chunks))
+
+    def chunk(ab: tuple[int, int]) -> tuple[int, list[float], list[int], list[dict[str, int]]]:
+        a, b = ab
+        return _run_chunk(plans, h[a:b], [r[a:b] for r in rasters], count_events)
+
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    if len(spans) > 1 and n_threads > 1:
+        with ThreadPoolExecutor(max_workers=min(n_threads, len(spans))) as pool:
+            parts = list(pool.map(chunk, spans))
     else:
-        parts = [_run_chunk(plans, c, count_events) for c in chunks]
-    rasters = [np.concatenate([p[0][k] for p in parts], axis=1).transpose(1, 0, 2).astype(np.uint8)
-               for k in range(len(layers))]
+        parts = [chunk(s) for s in spans]
+    n_layers = len(layers)
     return Emulation(
-        rasters=rasters, spikes=[int(r.sum(dtype=np.int64)) for r in rasters],
-        synaptic_ops=[float(sum(p[1][k] for p in parts)) for k in range(len(layers))],
+        rasters=[r.view(np.uint8) for r in rasters],
+        spikes=[sum(p[2][k] for p in parts) for k in range(n_layers)],
+        synaptic_ops=[float(sum(p[1][k] for p in parts)) for k in range(n_layers)],
         neuron_updates=[float(bsz * steps * layer.n_out) for layer in layers],
-        spikes_in=int(np.count_nonzero(x)),
-        u_wraps=[sum(p[2][k]["u_wraps"] for p in parts) for k in range(len(layers))] if count_events else None,
-        v_clips=[sum(p[2][k]["v_clips"] for p in parts) for k in range(len(layers))] if count_events else None,
+        spikes_in=sum(p[0] for p in parts),
+        u_wraps=[sum(p[3][k]["u_wraps"] for p in parts) for k in range(n_layers)] if count_events else None,
+        v_clips=[sum(p[3][k]["v_clips"] for p in parts) for k in range(n_layers)] if count_events else None,
     )
 
 

@@ -47,6 +47,7 @@ from actors.loihi.golden import (
     golden_check,
     lava_python,
 )
+from actors.loihi.stream import step_layers
 from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
@@ -98,7 +99,7 @@ class LoihiRuntime(EmulatedRuntime):
     capabilities: ClassVar[Capabilities] = Capabilities(
         embedded_boards=2, hybrid_fallback=True, weight_bits=int(LIMITS["weight_bits"]),
         weight_bits_source="actors/loihi/constants.yaml weight_bits (Lava PyDenseModelBitAcc clip_weights num_bits=8)",
-        reference="lava-nc 0.10 fixed_pt (bit-exact)", time_mode="as-fast-as-possible")
+        reference="lava-nc 0.10 fixed_pt (bit-exact)", time_mode="as-fast-as-possible", stateful_stream=True)
     handlers: ClassVar[dict[type, Handler]] = HANDLERS
     options_doc: ClassVar[dict[str, str]] = {
         "weight_bits": f"weight mantissa bits, 2..{LIMITS['weight_bits']} (default {LIMITS['weight_bits']})",
@@ -190,7 +191,21 @@ class LoihiRuntime(EmulatedRuntime):
         delay = len(self._layers)
         xp = np.concatenate([xb, np.zeros((bsz, delay, n_in), dtype=bool)], axis=1)
         em = emulate(self._layers, xp)
-        out = em.rasters[-1][:, delay:]
+        return self._device_run(em, em.rasters[-1][:, delay:], xp)
+
+    def _step_device(self, x: np.ndarray, state: Any) -> tuple[DeviceRun, Any]:
+        """Streaming: :func:`actors.loihi.stream.step_layers` from ``state``; telemetry as a run's (the
+        L flush steps that read the chunk's last outputs are counted as device steps). No golden check."""
+        assert self._layers is not None
+        out, em, end = step_layers(self._layers, x, state)
+        return self._device_run(em, out, None), end
+
+    def _device_run(self, em: Any, out: np.ndarray, xp: np.ndarray | None) -> DeviceRun:
+        """Telemetry of an emulation whose aligned output is ``out``; ``xp`` (the padded input) is what a
+        golden check replays (None: none)."""
+        assert self.program is not None and self._layers is not None and self._cores is not None
+        bsz, steps = out.shape[0], out.shape[1]
+        delay = len(self._layers)
         c = self.constants
         dev_steps = steps + delay
         step_s = modelled_step_time(c, self._cores, em, dev_steps, bsz)
@@ -213,7 +228,7 @@ class LoihiRuntime(EmulatedRuntime):
             "timesteps": f"device steps = {steps} input steps + {delay} pipeline steps (one Dense delay per layer)",
         }
         untimed = 0.0
-        if self.golden:
+        if self.golden and xp is not None:
             t0 = time.perf_counter()
             res = golden_check(device_part(self.program), xp, emulation=em)
             untimed = time.perf_counter() - t0

@@ -260,13 +260,15 @@ def _float_coeffs(layer: Layer, dt: float) -> dict[str, np.ndarray]:
 
 
 def simulate_recurrent(
-    layers: list[Layer], spikes: np.ndarray, dt: float
+    layers: list[Layer], spikes: np.ndarray, dt: float, state: dict[str, list[np.ndarray]] | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, float]]]:
     """Float reference for lowered layers with optional ``recurrent`` weights and ``li`` units.
 
     Same contract as :func:`fabric.model.snn.simulate_layers` (raster ``[B, T, n_out]``, last layer's
     membrane ``[B, T, n_out]``, per-layer stats with NeuroBench-style effective synaptic ops, now
     including recurrent ones). An ``li`` layer never spikes: its raster is zero, read its membrane.
+    ``state`` (streaming): read for the starting ``v``/``syn``/``prev`` spikes per layer (empty: at rest)
+    and overwritten with the end values, as in :func:`fabric.model.snn.simulate_layers`.
     """
     x = np.asarray(spikes, dtype=np.float64)
     bsz, steps, _ = x.shape
@@ -276,6 +278,8 @@ def simulate_recurrent(
     v = [np.zeros((bsz, layer.n_out)) for layer in layers]
     syn = [np.zeros((bsz, layer.n_out)) for layer in layers]
     prev = [np.zeros((bsz, layer.n_out)) for layer in layers]
+    if state:
+        v, syn, prev = ([np.array(a, dtype=np.float64) for a in state[k]] for k in ("v", "syn", "prev"))
     stats = {layer.name: {"spikes": 0.0, "synaptic_ops": 0.0, "neuron_updates": 0.0} for layer in layers}
     raster, mem = np.zeros((bsz, steps, layers[-1].n_out)), np.zeros((bsz, steps, layers[-1].n_out))
     for t in range(steps):
@@ -299,6 +303,8 @@ def simulate_recurrent(
             h = s
         raster[:, t] = h
         mem[:, t] = v[-1]
+    if state is not None:
+        state.update(v=[a.copy() for a in v], syn=[a.copy() for a in syn], prev=[a.copy() for a in prev])
     return raster, mem, stats
 
 

@@ -106,12 +106,16 @@ def _coeffs(layer: Layer, dt: float) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def simulate_layers(layers: list[Layer], spikes: np.ndarray | torch.Tensor, dt: float) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, float]]]:
+def simulate_layers(layers: list[Layer], spikes: np.ndarray | torch.Tensor, dt: float,
+                    state: dict[str, list[np.ndarray]] | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, float]]]:
     """Float reference simulation of lowered layers.
 
     spikes: ``[B, T, n_in]``. Returns (output raster ``[B, T, n_out]``, per-layer membrane of the last
     layer ``[B, T, n_out]``, per-layer stats). Synaptic ops are counted the NeuroBench way: non-zero
     input x non-zero weight pairs (effective ACs for binary inputs).
+
+    ``state`` (streaming): a dict read for the starting ``v``/``syn`` of every layer (empty: at rest)
+    and overwritten with their end values, so chunk after chunk equals one run over the whole input.
     """
     x = torch.as_tensor(np.asarray(spikes), dtype=torch.float32)
     bsz, steps, _ = x.shape
@@ -121,6 +125,9 @@ def simulate_layers(layers: list[Layer], spikes: np.ndarray | torch.Tensor, dt: 
     bs = [torch.as_tensor(layer.bias, dtype=torch.float32) for layer in layers]
     v = [torch.zeros(bsz, layer.n_out) for layer in layers]
     syn = [torch.zeros(bsz, layer.n_out) for layer in layers]
+    if state:
+        v = [torch.as_tensor(np.array(a, dtype=np.float32)) for a in state["v"]]
+        syn = [torch.as_tensor(np.array(a, dtype=np.float32)) for a in state["syn"]]
     stats = {layer.name: {"spikes": 0.0, "synaptic_ops": 0.0, "neuron_updates": 0.0} for layer in layers}
     raster, mem = [], []
     for t in range(steps):
@@ -141,4 +148,6 @@ def simulate_layers(layers: list[Layer], spikes: np.ndarray | torch.Tensor, dt: 
             h = s
         raster.append(h)
         mem.append(v[-1].clone())
+    if state is not None:
+        state.update(v=[t.numpy().copy() for t in v], syn=[t.numpy().copy() for t in syn])
     return torch.stack(raster, 1).numpy(), torch.stack(mem, 1).numpy(), stats

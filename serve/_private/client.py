@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ServeClient", "ServeHTTPError"]
+__all__ = ["ServeClient", "ServeHTTPError", "StreamSession"]
 
 
 class ServeHTTPError(RuntimeError):
@@ -17,6 +20,33 @@ class ServeHTTPError(RuntimeError):
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.message = message
+
+
+class StreamSession:
+    """One open streaming session: ``send`` a chunk, get the decision with its per-frame latency."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        try:
+            self.hello = json.loads(ws.recv())
+        except Exception as exc:  # the server closed at once: say why (close code and reason)
+            rcvd = getattr(ws, "close_rcvd", None)
+            code, reason = (rcvd.code, rcvd.reason) if rcvd is not None else (None, str(exc))
+            raise ServeHTTPError(int(code or 0), f"stream refused: {reason}") from None
+        self.id = self.hello["session"]
+
+    def send(self, *, spikes: Any = None, inputs: Any = None, reset: bool = False,
+             frame: int | None = None) -> dict[str, Any]:
+        """Send one chunk (``spikes [T, n_in]`` or one raw sample ``inputs``), or just ``reset``."""
+        msg: dict[str, Any] = {"reset": True} if reset else {}
+        if spikes is not None:
+            msg["spikes"] = np.asarray(spikes).tolist()
+        if inputs is not None:
+            msg["inputs"] = np.asarray(inputs).tolist()
+        if frame is not None:
+            msg["frame"] = frame
+        self.ws.send(json.dumps(msg))
+        return json.loads(self.ws.recv())
 
 
 class ServeClient:
@@ -74,6 +104,21 @@ class ServeClient:
 
     def snapshot(self, version: str | None = None) -> dict[str, Any]:
         return self._json(self.http.post("/admin/snapshot", json={"version": version}))
+
+    @contextlib.contextmanager
+    def stream(self, version: str | None = None, *, open_timeout: float = 10.0) -> Iterator[StreamSession]:
+        """A streaming session on ``/v1/stream`` (WebSocket, the ``websockets`` package); closed on exit,
+        which frees its network state on the server."""
+        from websockets.sync.client import connect
+
+        url = "ws" + self.url[len("http"):] + "/v1/stream" + (f"?version={version}" if version else "")
+        auth = self.http.headers.get("Authorization")
+        ws = connect(url, additional_headers={"Authorization": auth} if auth else None, open_timeout=open_timeout)
+        try:
+            sess = StreamSession(ws)
+            yield sess
+        finally:
+            ws.close()
 
     def metrics(self) -> str:
         r = self.http.get("/metrics")

@@ -58,6 +58,11 @@ class ModelReplica:
         res = (await asyncio.to_thread(self.pool.run, self.server.program, [batch]))[0]
         return split_result(res, [len(a) for a in items])
 
+    async def stream(self, spikes: np.ndarray, state: Any = None) -> tuple[dict[str, Any], Any]:
+        """One chunk of a streaming session, on this replica's own runtime (a session is one ordered
+        sequence of small chunks: a pool round trip per frame would cost more than the frame)."""
+        return await asyncio.to_thread(self.server.step, spikes, state)
+
     async def health(self) -> dict[str, Any]:
         if not self.actors:
             return self.server.health() | {"placement": "replica"}

@@ -18,7 +18,7 @@ from collections import OrderedDict, deque
 from typing import Any, Literal
 
 import numpy as np
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Header, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -43,6 +43,7 @@ from serve._private.schemas import (
     parse_npy,
     to_array,
 )
+from serve._private.stream import MAX_SESSIONS, Sessions, StreamPolicy, serve_stream
 from serve._private.traffic import TrafficError, TrafficState, VersionState
 
 log = logging.getLogger(__name__)
@@ -230,6 +231,7 @@ def build_app(ing: Ingress) -> FastAPI:
     ]
     for method, path, endpoint, kw in routes:
         api.add_api_route(path, endpoint, methods=[method], **kw)
+    api.add_api_websocket_route("/v1/stream", ing.stream)  # streaming sessions (serve._private.stream)
     return api
 
 
@@ -249,7 +251,7 @@ class Ingress:
     def __init__(self, *, app: str, store: str, tenant: str | None, token: str | None = None,
                  token_sha256: str | None = None, gate_predict: bool = False, predict_token: str | None = None,
                  predict_token_sha256: str | None = None, policy: dict[str, Any] | None = None,
-                 device_share: float = 0.01, seed: int | None = None) -> None:
+                 device_share: float = 0.01, seed: int | None = None, max_sessions: int = MAX_SESSIONS) -> None:
         """Tokens are kept as SHA-256 digests only; Serve deployments get the ``*_sha256`` forms (see
         ``factory.start_ingress``) so no usable credential sits in the deployment config. ``gate_predict``
         makes predict/feedback take the admin token; ``predict_token`` gives them a token of their own."""
@@ -275,6 +277,8 @@ class Ingress:
         self.session = uuid.uuid4().hex[:12]  # tells this ingress's rollout records from earlier ones
         self._tasks: set[asyncio.Task[Any]] = set()
         self._admin_lock = asyncio.Lock()
+        self.sessions = Sessions(max_sessions)  # open /v1/stream sessions, each with its own network state
+        self.stream_policies: dict[str, StreamPolicy] = {}  # per version: its declared reset policy
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Serve calls this in the replica after ``__init__`` (routes are bound to this instance);
@@ -306,9 +310,11 @@ class Ingress:
 
     def register(self, name: str, info: ModelInfo, handle: Any, *, model_id: str, role: str = "primary",
                  weight: float | None = None, kpis: dict[str, float] | None = None, placement: str = "pool",
-                 replicas: int = 1, app_name: str | None = None, policy: dict[str, Any] | None = None
-                 ) -> dict[str, Any]:
-        """Put a running version (``handle`` has ``infer``/``health``) under traffic control; record the step."""
+                 replicas: int = 1, app_name: str | None = None, policy: dict[str, Any] | None = None,
+                 stream: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Put a running version (``handle`` has ``infer``/``health``, and ``stream`` for sessions) under
+        traffic control; record the step. ``stream``: its reset policy (``{"reset", "every_n"}``)."""
+        self.stream_policies[name] = StreamPolicy(**(stream or {}))
         self.handles[name] = handle
         self.infos[name] = info
         self.windows[name] = KpiWindow(self.policy.window)
@@ -492,6 +498,11 @@ class Ingress:
             self._monitor(s)
 
     # -- public routes -------------------------------------------------------------------------
+    async def stream(self, websocket: WebSocket, version: str | None = Query(None, pattern=VERSION_RE),
+                     authorization: str | None = Header(None)) -> None:
+        """WebSocket streaming session on a version (default: the primary); see serve._private.stream."""
+        await serve_stream(self, websocket, version, authorization)
+
     async def predict(self, body: PredictRequest, authorization: str | None = Header(None)) -> JSONResponse:
         self._auth_predict(authorization)
         if (body.inputs is None) == (body.spikes is None):
@@ -613,7 +624,8 @@ class Ingress:
             step = self.register(name, info, serve.get_app_handle(app_name), model_id=body.model_id, role=body.role,
                                  weight=body.weight, kpis=body.kpis, placement=body.placement,
                                  replicas=body.replicas, app_name=app_name,
-                                 policy=body.policy.model_dump(exclude_none=True) if body.policy else None)
+                                 policy=body.policy.model_dump(exclude_none=True) if body.policy else None,
+                                 stream=body.stream.model_dump() if body.stream else None)
             v = self.state.versions[name]
             return {"version": name, "app": app_name, "role": v.role, "weight": v.weight, "kind": info.kind,
                     "kpis": v.kpis, "step": step, "model": info.to_dict()}

@@ -54,6 +54,17 @@ class ModelServer:
         self.batches += 1
         return split_result(res, [len(a) for a in items])
 
+    def step(self, spikes: np.ndarray, state: Any = None) -> tuple[dict[str, Any], Any]:
+        """One streaming chunk ``[B, T, n_in]`` from ``state`` (None: at rest) on the in-process runtime;
+        returns the per-request dict (as :meth:`infer`) and the end state. The state travels with the
+        call (the replica keeps none), so sessions never share it and any replica can take the next chunk."""
+        from fabric.kinds import capabilities
+
+        if not capabilities(self.info.kind).stateful_stream:
+            raise ValueError(f"kind {self.info.kind!r} cannot keep network state between chunks")
+        res, end = self.runtime.step(spikes, state)
+        return split_result(res, [len(spikes)])[0], end
+
     def health(self) -> dict[str, Any]:
         return dict(self.runtime.health())
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-__all__ = ["RequestProblem", "PredictRequest", "FeedbackRequest", "DeployRequest", "TrafficRequest",
+__all__ = ["RequestProblem", "PredictRequest", "FeedbackRequest", "DeployRequest", "StreamFields", "TrafficRequest",
            "RollbackRequest", "SnapshotRequest", "PolicyFields", "to_array", "check_spikes", "check_inputs",
            "parse_npy", "MAX_JSON_SAMPLES", "MAX_NPY_SAMPLES", "MAX_BODY_BYTES", "MAX_JSON_DEPTH",
            "MAX_ARRAY_ELEMENTS"]
@@ -57,6 +57,12 @@ class PolicyFields(_Body):
     max_serving_p99_ms: float | None = Field(None, gt=0)
 
 
+class StreamFields(_Body):
+    reset: Literal["never", "per_chunk", "every_n"] = Field("never", description="when a streaming session's "
+                                                         "network state goes back to rest")
+    every_n: int = Field(1, ge=1, le=1_000_000, description="chunks between resets (reset: every_n)")
+
+
 class DeployRequest(_Body):
     model_id: str = Field(min_length=6, max_length=64, description="deployment, program, model or nir artifact id")
     kind: str | None = Field(None, description="device kind; required for model/nir ids")
@@ -70,6 +76,7 @@ class DeployRequest(_Body):
     placement: Literal["pool", "replica"] = Field("pool", description="pool: shared device actors; replica: "
                                                   "runtime inside the replica, claiming a share of the device")
     policy: PolicyFields | None = None
+    stream: StreamFields | None = Field(None, description="streaming sessions (/v1/stream): reset policy")
 
 
 class TrafficRequest(_Body):

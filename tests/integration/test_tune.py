@@ -80,11 +80,15 @@ def test_run_completes_with_a_front_of_at_least_three_points(tuned):
         r = res.rows[i]
         assert r["status"] == "ok" and r["on_front"] and r["emulated"] is True
         assert 0.0 <= r["metrics"]["accuracy"] <= 1.0 and r["metrics"]["latency_ms"] > 0 and r["metrics"]["energy_mj"] > 0
-    # no front point is dominated by any measured row
+    # no front point is dominated by any measured row of its kind (one front per kind, issue #19: the
+    # old cross-kind check encoded one front over every kind)
     names = ("accuracy", "latency_ms", "energy_mj", "footprint_kb")
+    assert set(res.fronts) == {"loihi", "fpga"} and sorted({i for f in res.fronts.values() for i in f}) == res.front
+    for kind, front in res.fronts.items():
+        assert front and all(res.rows[i]["kind"] == kind for i in front)
     for i in res.front:
         a = res.rows[i]["metrics"]
-        for b in (r["metrics"] for r in ok):
+        for b in (r["metrics"] for r in ok if r["kind"] == res.rows[i]["kind"]):
             better_or_eq = b["accuracy"] >= a["accuracy"] and all(b[m] <= a[m] for m in names[1:])
             assert not (better_or_eq and any(b[m] != a[m] for m in names)), (a, b)
     # ASHA stopped some poor training curves before the last epoch; measured trials trained every epoch
@@ -115,6 +119,11 @@ def test_pareto_artifact_lineage_and_plot(tuned):
     doc = reg.get_json(res.pareto_id)
     assert rec.kind == "pareto" and doc["experiment"] == res.experiment and doc["spec_hash"] == spec.hash
     assert doc["front"] == res.front and len(doc["trials"]) == len(res.rows)
+    # selected on val, front models measured once on test (issue #19)
+    assert doc["selected_on"] == "val" and doc["reported_on"] == "test" and doc["fronts"] == res.fronts
+    assert doc["splits"]["val_source"] == "default" and doc["splits"]["counts"]["val"] > 0
+    assert all(0.0 <= doc["trials"][i]["test_metrics"]["accuracy"] <= 1.0 for i in res.front)
+    assert all(t["test_metrics"] is None for i, t in enumerate(doc["trials"]) if i not in res.front)
     made = {r[k] for r in doc["trials"] if r["status"] == "ok" for k in ("model_id", "program_id")}
     assert made and made <= set(rec.parents)
     program = reg.record(doc["trials"][res.front[0]]["program_id"])
