@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from fabric.kinds import make_runtime
 from fabric.spec import parse_spec
+from tests.unit.local_pool import LocalPool as SharedLocalPool
 from tune import (
     DEFAULT_VAL_FRACTION,
     OBJECTIVES,
@@ -123,18 +123,14 @@ def test_an_existing_validation_split_is_kept_and_its_source_recorded():
 
 
 # -- a trial measures on val; the driver measures front models once on test --------------------------------
-class LocalPool:
-    """In-process stand-in for the Ray pool that records how many samples each run saw."""
+class LocalPool(SharedLocalPool):
+    """The in-process pool, recording how many samples each run saw."""
 
     seen: list[int] = []
 
-    def __init__(self, kind: str, **_: object) -> None:
-        self.rt = make_runtime(kind)
-
     def run(self, program, batches, record_raster=False, progress=None):
-        self.rt.load(program)
         LocalPool.seen.append(sum(len(b) for b in batches))
-        return [self.rt.run(b, record_raster=record_raster) for b in batches]
+        return super().run(program, batches, record_raster=record_raster, progress=progress)
 
 
 def test_trial_measures_on_val_and_front_models_once_on_test(monkeypatch, tmp_path):

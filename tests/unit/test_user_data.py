@@ -15,9 +15,9 @@ import yaml
 from fabric.cli.main import main
 from fabric.flow import stages
 from fabric.flow.pipeline import run_pipeline
-from fabric.kinds import make_runtime
 from fabric.spec import SpecError, parse_spec
 from fabric.store.registry import Registry
+from tests.unit.local_pool import LocalPool
 
 
 def _write_motions(path, n: int = 90, seed: int = 0) -> None:
@@ -33,31 +33,11 @@ def _write_motions(path, n: int = 90, seed: int = 0) -> None:
              channels=np.array(["ax", "ay", "az"]), sampling_rate_hz=np.float64(24.0))
 
 
-class _LocalPool:
-    """The device-pool surface the pipeline uses (compile / run / actors), on one in-process runtime."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind, self.rt, self.actors = kind, make_runtime(kind), [object()]
-
-    def compile(self, graph: Any, options: dict[str, Any] | None = None) -> Any:
-        return self.rt.compile(graph, options)
-
-    def run(self, program: Any, batches: list[np.ndarray], record_raster: bool = False,
-            progress: Any | None = None) -> list[Any]:
-        self.rt.load(program)
-        out = []
-        for b in batches:
-            out.append(self.rt.run(b, record_raster=record_raster))
-            if progress is not None:
-                progress.update(1)
-        return out
-
-
 @pytest.fixture
 def local_pools(monkeypatch):
     import fabric.kinds
 
-    monkeypatch.setattr(fabric.kinds, "device_pool", lambda kind, **kw: _LocalPool(kind))
+    monkeypatch.setattr(fabric.kinds, "device_pool", LocalPool)
 
 
 def _spec(dataset: dict[str, Any], **over: Any):

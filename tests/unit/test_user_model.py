@@ -23,28 +23,9 @@ from fabric.kinds import make_runtime
 from fabric.model.user import SUPPORTED_LAYERS, SequentialSNN, UserModelError, export_sequential
 from fabric.spec import SpecError, parse_spec
 from fabric.store.registry import Registry
+from tests.unit.local_pool import LocalPool
 
 STEPS, LIMIT = 10, 240
-
-
-class LocalPool:
-    """In-process stand-in for the Ray pool: one runtime, same ``compile``/``run`` contract."""
-
-    def __init__(self, kind: str, **_: object) -> None:
-        self.kind, self.rt = kind, make_runtime(kind)
-        self.actors = [self.rt]
-
-    def compile(self, graph, options=None):
-        return self.rt.compile(graph, options)
-
-    def run(self, program, batches, record_raster=False, progress=None):
-        self.rt.load(program)
-        out = []
-        for b in batches:
-            out.append(self.rt.run(b, record_raster=record_raster))
-            if progress is not None:
-                progress.update(1)
-        return out
 
 
 @pytest.fixture
