@@ -9,12 +9,9 @@ paths run the same compiled program on the same spikes in the same process run.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
-
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def _rate(fn, batch: int, seconds: float) -> float:

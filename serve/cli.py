@@ -47,9 +47,11 @@ def _deploy_args(p: argparse.ArgumentParser, role: str) -> None:
     p.add_argument("--kind", help=f"device kind ({', '.join(kinds())})")
     p.add_argument("--replicas", type=int, default=1, help="Serve replicas of this version (default 1)")
     p.add_argument("--version", help="version name (default v1, v2, ...)")
-    p.add_argument("--placement", choices=("pool", "replica"), default="pool",
-                   help="pool: batches run on the shared device actors (default); replica: runtime in the replica, "
-                        "which claims a share of the device resource")
+    p.add_argument("--placement", choices=("auto", "pool", "replica", "ingress"), default="auto",
+                   help="pool: batches run on the shared device actors; replica: runtime in the replica, which "
+                        "claims a share of the device resource; ingress: runtime inside the ingress (fewest hops; "
+                        "kinds without a device resource only); auto (default): ingress for kinds without a device "
+                        "resource and 1 replica, replica for them with more, pool otherwise")
     if role == "canary":
         p.add_argument("--weight", type=float, default=0.1, help="share of traffic, 0 <= w < 1 (default 0.1)")
     if role in ("canary", "shadow"):

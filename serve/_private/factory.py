@@ -8,6 +8,9 @@ Placement of a version's device work (docs/architecture.md, "Serve replicas"):
   none is oversubscribed.
 - ``replica``: the replica holds the runtime in-process and its ``ray_actor_options`` claim
   ``{kind: device_share}`` of the device resource (no actor hop; needs a free share).
+- ``ingress``: for kinds without a device resource (cpu), the ingress itself holds the runtime
+  (``serve._private.local``): the request path of bare Ray Serve, proxy -> ingress, no model replica.
+  ``auto`` (the default) picks it for such kinds with one replica (:func:`resolve_placement`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from serve._private.ingress import Ingress, token_digest
 from serve._private.model import ModelServer, split_result
 
 __all__ = ["ModelReplica", "IngressDeployment", "deploy_model_app", "start_ingress", "DEVICE_SHARE",
-           "replica_actor_options", "PLACEMENTS"]
+           "replica_actor_options", "resolve_placement", "PLACEMENTS"]
 
-PLACEMENTS = ("pool", "replica")
+PLACEMENTS = ("pool", "replica", "ingress")  # "ingress": serve._private.local (no model replica at all)
 
 DEVICE_SHARE = 0.01  # fraction of a device resource per replica: pins placement, leaves the boards to the pool
 
@@ -73,6 +76,23 @@ class ModelReplica:
         h = self.server.health()
         if not h.get("ok", True):
             raise RuntimeError(f"device runtime unhealthy: {h}")
+
+
+def resolve_placement(kind: str, placement: str, replicas: int = 1) -> str:
+    """``auto`` -> the fastest honest placement: ``ingress`` for a kind with no device resource and one
+    replica, ``replica`` for such a kind scaled out, ``pool`` (shared boards, scheduler fairness and
+    quotas) for kinds with a device; an explicit ``ingress`` for a device kind is refused."""
+    from fabric.kinds import capabilities
+
+    needs = capabilities(kind).needs_resource
+    if placement == "auto":
+        return "pool" if needs else ("ingress" if replicas == 1 else "replica")
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement: must be one of {('auto', *PLACEMENTS)}, got {placement!r}")
+    if placement == "ingress" and needs:
+        raise ValueError(f"placement: 'ingress' runs the runtime in the ingress process, which holds no "
+                         f"{kind!r} device; use 'pool' or 'replica'")
+    return placement
 
 
 def replica_actor_options(kind: str, placement: str, device_share: float = DEVICE_SHARE) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fabric.store.registry import ArtifactNotFound, IntegrityError, Registry
 from serve._private.kpi import KpiWindow, RolloutPolicy, breaches, figure_labels
 from serve._private.metrics import Metrics
-from serve._private.model import encode_inputs
+from serve._private.model import ModelServer, encode_inputs
 from serve._private.resolve import ModelInfo, ResolveError, resolve_model
 from serve._private.schemas import (
     MAX_BODY_BYTES,
@@ -332,6 +332,13 @@ class Ingress:
             raise
         return self._record(step, name)
 
+    def _local_handle(self, info: ModelInfo, max_batch_size: int = 16) -> Any:
+        """A version run inside this ingress (placement ``ingress``; see serve._private.local)."""
+        from serve._private.local import LocalHandle
+
+        server = ModelServer(self.store, info.program_id, info.kind, tenant=self.tenant, info=info.to_dict())
+        return LocalHandle(server, max_batch_size)
+
     def restore(self, handle_for: Any) -> int:
         """Rebuild versions, roles and weights from this app's newest ``rollout`` artifact.
 
@@ -347,11 +354,14 @@ class Ingress:
         last = self.registry.get_json(max(mine, key=lambda r: (r.extra.get("step", 0), r.created)).id)
         restored: dict[str, VersionState] = {}
         for name, vd in (last.get("versions") or {}).items():
-            handle = handle_for(vd["app_name"])
-            if handle is None:
+            local = vd.get("placement") == "ingress"  # ran inside the dead ingress: rebuilt here
+            handle = None if local else handle_for(vd["app_name"])
+            if handle is None and not local:
                 continue
             try:
                 info = resolve_model(self.registry, vd["model_id"], vd["kind"])
+                if local:
+                    handle = self._local_handle(info)
             except (ResolveError, ArtifactNotFound, IntegrityError) as exc:  # never skipped without a word
                 self.refused.append({"version": name, "model_id": vd.get("model_id"), "kind": vd.get("kind"),
                                      "reason": f"{type(exc).__name__}: {exc}", "time": time.time()})
@@ -586,7 +596,7 @@ class Ingress:
 
         from fabric.kinds import capabilities
         from fabric.kinds import kinds as registered
-        from serve._private.factory import deploy_model_app
+        from serve._private.factory import deploy_model_app, resolve_placement
 
         async with self._admin_lock:
             name = body.version or self.state.next_name()
@@ -602,27 +612,35 @@ class Ingress:
             info = await asyncio.to_thread(resolve_model, self.registry, body.model_id, body.kind)
             if capabilities(info.kind).needs_resource and ray.cluster_resources().get(info.kind, 0.0) < 1:
                 raise RequestProblem(409, f"kind: no node of this cluster advertises the {info.kind!r} resource")
+            try:
+                placement = resolve_placement(info.kind, body.placement, body.replicas)
+            except ValueError as exc:
+                raise RequestProblem(422, str(exc)) from None
             need = body.replicas * self.device_share
-            if (body.placement == "replica" and capabilities(info.kind).needs_resource
+            if (placement == "replica" and capabilities(info.kind).needs_resource
                     and ray.available_resources().get(info.kind, 0.0) < need - 1e-9):
                 raise RequestProblem(409, f"placement: no free share of {info.kind!r} for {body.replicas} in-replica "
                                           "runtime(s); use placement 'pool' (the shared device actors)")
             app_name = f"{self.app_name}-{name}"
-            try:
-                await asyncio.wait_for(asyncio.to_thread(
-                    deploy_model_app, app_name, store=self.store, tenant=self.tenant, info=info.to_dict(),
-                    replicas=body.replicas, max_batch_size=body.max_batch_size,
-                    batch_wait_timeout_s=body.batch_wait_timeout_s, device_share=self.device_share,
-                    placement=body.placement), 180)
-            except TimeoutError:
+            if placement == "ingress":
+                handle = await asyncio.to_thread(self._local_handle, info, body.max_batch_size)
+            else:
+                try:
+                    await asyncio.wait_for(asyncio.to_thread(
+                        deploy_model_app, app_name, store=self.store, tenant=self.tenant, info=info.to_dict(),
+                        replicas=body.replicas, max_batch_size=body.max_batch_size,
+                        batch_wait_timeout_s=body.batch_wait_timeout_s, device_share=self.device_share,
+                        placement=placement), 180)
+                except TimeoutError:
+                    from ray import serve
+
+                    serve.delete(app_name, _blocking=False)
+                    raise RequestProblem(409, f"kind: replicas of {app_name} could not be placed within 180 s") from None
                 from ray import serve
 
-                serve.delete(app_name, _blocking=False)
-                raise RequestProblem(409, f"kind: replicas of {app_name} could not be placed within 180 s") from None
-            from ray import serve
-
-            step = self.register(name, info, serve.get_app_handle(app_name), model_id=body.model_id, role=body.role,
-                                 weight=body.weight, kpis=body.kpis, placement=body.placement,
+                handle = serve.get_app_handle(app_name)
+            step = self.register(name, info, handle, model_id=body.model_id, role=body.role,
+                                 weight=body.weight, kpis=body.kpis, placement=placement,
                                  replicas=body.replicas, app_name=app_name,
                                  policy=body.policy.model_dump(exclude_none=True) if body.policy else None,
                                  stream=body.stream.model_dump() if body.stream else None)

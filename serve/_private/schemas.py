@@ -73,8 +73,10 @@ class DeployRequest(_Body):
     kpis: dict[str, float] | None = Field(None, description="override the spec's KPI thresholds for this version")
     max_batch_size: int = Field(16, ge=1, le=256)
     batch_wait_timeout_s: float = Field(0.005, ge=0, le=1)
-    placement: Literal["pool", "replica"] = Field("pool", description="pool: shared device actors; replica: "
-                                                  "runtime inside the replica, claiming a share of the device")
+    placement: Literal["auto", "pool", "replica", "ingress"] = Field(
+        "auto", description="pool: shared device actors; replica: runtime inside the replica, claiming a share of "
+                            "the device; ingress: runtime inside the ingress (no device resource only); auto: "
+                            "ingress for kinds without a device resource and 1 replica, replica with more, else pool")
     policy: PolicyFields | None = None
     stream: StreamFields | None = Field(None, description="streaming sessions (/v1/stream): reset policy")
 

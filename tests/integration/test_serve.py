@@ -34,7 +34,7 @@ def trained(ray_session, tmp_path_factory):
     from fabric.flow.pipeline import run_pipeline
 
     d = copy.deepcopy(TINY)
-    d.update(name="serve-tiny", targets=["loihi", "spinnaker"], kpis={"max_latency_p99_ms": 5.0})
+    d.update(name="serve-tiny", targets=["cpu", "loihi", "spinnaker"], kpis={"max_latency_p99_ms": 5.0})
     d["dataset"]["limit"] = 300
     d["encoder"]["timesteps"] = 10
     d["train"]["epochs"] = 2
@@ -303,6 +303,25 @@ def test_cli_status_and_one_line_errors(served, tmp_path):
     r = subprocess.run(base + ["rollback", *url, "--token", TOKEN], capture_output=True, text=True, cwd=tmp_path,
                        timeout=60)
     assert r.returncode == 2 and "nothing to roll back" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cpu_version_runs_inside_the_ingress(served):
+    """placement auto for a kind without a device resource: the runtime lives in the ingress (the fast
+    path, no model replica); answers match the in-process runtime; an ingress restart rebuilds it (next test)."""
+    from serve import ModelServer
+
+    c = served["client"]
+    d = c.deploy(served["progs"]["cpu"], kind="cpu", role="shadow")
+    assert d["kind"] == "cpu"
+    dep = next(x for x in c.status()["deployments"] if x["version"] == d["version"])
+    assert dep["placement"] == "ingress"
+    x = served["x"][:3]
+    r = c.predict(inputs=x, version=d["version"])
+    assert r["kind"] == "cpu" and r["version"] == d["version"]
+    local = ModelServer(served["store"], served["progs"]["cpu"], "cpu")
+    from serve import encode_inputs
+
+    assert [p["class"] for p in r["predictions"]] == local.infer([encode_inputs(local.info, x)])[0]["classes"]
 
 
 def test_killed_ingress_comes_back_with_its_traffic_state(served):
