@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "KPI", "Measurements", "METRICS", "KPIS", "by_name", "objective_kpis", "alias_metrics", "objectives",
     "thresholds", "gates", "fmt_value", "row_from_telemetry", "per_inference", "objective_metrics", "aliased",
-    "format_kpi_table", "GATE_ON", "repeat_stats",
+    "format_kpi_table", "GATE_ON", "repeat_stats", "fmt_interval", "format_repeats", "gates_on_note",
 ]
 
 
@@ -317,4 +317,38 @@ def format_kpi_table(rows: Sequence[Any]) -> str:
         for what, src in sorted((_get(r, "sources") or {}).items()):
             if not what.startswith("const."):
                 lines.append(f"  {_get(r, 'kind')} {what}: {src[:160]}")
+    return "\n".join(lines)
+
+
+def fmt_interval(st: Mapping[str, Any], fmt: str = ".3f") -> str:
+    """``mean ± std [lower_ci, upper_ci]`` of one :func:`repeat_stats` entry (``0.947 ± 0.006 [0.930, 0.964]``)."""
+    return (f"{format(st['mean'], fmt)} ± {format(st['std'], fmt)} "
+            f"[{format(st['lower_ci'], fmt)}, {format(st['upper_ci'], fmt)}]")
+
+
+def gates_on_note(on: str, repeated: bool) -> str:
+    """The line saying what the gates compared: said whenever ``kpis.on`` is set, and when it asks for
+    an interval bound but the run has no repeats (then the point estimate was gated)."""
+    if on == "mean":
+        return ""
+    if not repeated:
+        return (f"gates on: point estimate (kpis.on: {on} needs repeats; set repeats.n > 1 or --repeats N)")
+    return f"gates on: {on} of the repeated-seed interval"
+
+
+def format_repeats(doc: Mapping[str, Any]) -> str:
+    """The repeats section of the run summary: per kind, each KPI's mean ± std [CI] over the seeds."""
+    conf = float(doc["confidence"])
+    lines = [f"repeats ({doc['n']} seeds {doc['seeds']}, mean ± std [{conf:.0%} Student-t CI], test split):"]
+    for kind, per in doc["kinds"].items():
+        cells = []
+        for m in METRICS:
+            st = per.get(m.row_field)
+            if st:
+                unit = f" {m.unit}" if m.unit else ""
+                cells.append(f"{m.label}{unit} {fmt_interval(st, m.compact if m.compact != '.0f' else '.1f')}")
+        lines.append(f"  {kind}: " + "; ".join(cells))
+    for kind, notes in (doc.get("notes") or {}).items():
+        for note in notes:
+            lines.append(f"  {kind}: {note}")
     return "\n".join(lines)

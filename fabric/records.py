@@ -83,6 +83,10 @@ class FitError(ValueError):
             f"does not fit {report.kind}: " + "; ".join(i.describe() for i in v) if v else f"does not fit {report.kind}"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # rebuilt from its report, not its message: a refusal raised on a board actor crosses Ray intact
+        return (type(self), (self.report,))
+
 
 class ReferenceCheckError(RuntimeError):
     """A kind's reference engine (e.g. Lava for loihi) ran but failed: crash, timeout, bad output."""

@@ -123,6 +123,8 @@ def render_markdown(report: dict[str, Any], png_id: str | None = None) -> str:
         lines += ["", "## Golden equivalence", "", "| kind | status | detail |", "|---|---|---|"]
         for k, g in golden.items():
             lines.append(f"| {k} | {g['status']} | {g['summary']} |")
+            lines += [f"| {k} ({name}) | {b.get('status', '-')} | {b.get('summary', '')} |"
+                      for name, b in (g.get("extra_reference") or {}).items()]
     lines += ["", "## Sources of modelled figures", ""]
     for r in report["kpis"]:
         for what, src in sorted(r.get("sources", {}).items()):

@@ -35,6 +35,7 @@ __all__ = [
     "TrainSpec",
     "BudgetSpec",
     "KPISpec",
+    "RepeatsSpec",
     "EarlyExitSpec",
     "CompressSpec",
     "GoldenSpec",
@@ -49,6 +50,9 @@ class SpecError(ValueError):
     """A spec that cannot be used; ``str()`` is one line naming the field path and the reason."""
 
     def __init__(self, errors: list[tuple[str, str]], source: str = "spec") -> None:
+        # one line whatever the input: a key holding a line break, a multi-line YAML error
+        errors = [("\\n".join(str(path).splitlines()) or "<root>", "; ".join(p.strip() for p in str(msg).splitlines()))
+                  for path, msg in errors]
         self.errors = errors
         self.source = source
         first = "; ".join(f"{path}: {msg}" for path, msg in errors)
@@ -61,6 +65,10 @@ MAX_LAYER_SIZE = 1_000_000
 MAX_LR = 10.0
 MAX_THRESHOLD = 1e6
 MAX_SEED = 2**32 - 1  # numpy's seed range
+MAX_LOSS_WEIGHT = 100.0  # a regulariser weight past this drowns the task loss: a typo
+MAX_REPEATS = 50
+MAX_TRAIN_WORKERS = 64  # Ray Train data-parallel workers
+MAX_ENCODER_PARAM = 1e9  # |encoder parameter|: past this a gain/threshold/window overflows float32 or int64
 
 
 class _Strict(BaseModel):
@@ -222,6 +230,11 @@ class EncoderSpec(_Strict):
         if bad is not None:
             raise PydanticCustomError("encoder_param", "must be a finite number, got {value}",
                                       {"param": bad, "value": _dig(v, bad), "reason": "non-finite"})
+        huge = next((k for k, x in v.items() if isinstance(x, int | float) and not isinstance(x, bool)
+                     and abs(x) > MAX_ENCODER_PARAM), None)
+        if huge is not None:
+            raise PydanticCustomError("encoder_param", "must be within +-{limit:g}, got {value}",
+                                      {"param": huge, "value": v[huge], "limit": MAX_ENCODER_PARAM})
         if "name" not in info.data:
             return v
         try:
@@ -231,11 +244,16 @@ class EncoderSpec(_Strict):
         return v
 
 
+MODEL_TEMPLATES = ("conv_snn", "recurrent", "cuba_mlp")  # factories in fabric.model.templates (same names)
+
+
 class ModelSpec(_Strict):
     """The network: the ``lif_mlp`` template (input -> hidden... -> output, all LIF layers), or a model
     from anywhere (issue #15): ``nir`` (a pre-trained NIR graph: file, fsspec URL or ``nir`` artifact
     id/prefix; not trained) or ``module`` (``"path/to/file.py:build"`` / ``"pkg.mod:build"``, called as
-    ``build(input_shape, n_classes, **params)`` and returning an snntorch ``nn.Sequential``)."""
+    ``build(input_shape, n_classes, **params)`` and returning an snntorch ``nn.Sequential``), or ``zoo``
+    (a published zoo entry, fabric.flow.zoo: its weights and encoder; ``train.epochs: 0`` deploys it as
+    is, more epochs fine-tune it)."""
 
     template: Literal["lif_mlp"] = "lif_mlp"
     hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
@@ -244,10 +262,15 @@ class ModelSpec(_Strict):
     nir: str | None = Field(None, min_length=1, description="pre-trained NIR graph: path, fsspec URL or nir artifact id")
     module: str | None = Field(None, min_length=3, description="user factory 'path/to/file.py:build' or 'pkg.mod:build'")
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the user factory")
+    zoo: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
+                            description="a model zoo entry (fabric zoo ls): start from its weights and encoder")
+    version: int | None = Field(None, ge=1, description="the zoo entry's version (default: its newest)")
 
     @property
-    def source(self) -> Literal["template", "nir", "module"]:
-        """Where the network comes from: the template, a NIR graph, or a user factory."""
+    def source(self) -> Literal["template", "nir", "module", "zoo"]:
+        """Where the network comes from: the template, a NIR graph, a user factory, or a zoo entry."""
+        if self.zoo is not None:
+            return "zoo"
         return "nir" if self.nir is not None else "module" if self.module is not None else "template"
 
     @field_validator("module")
@@ -265,12 +288,32 @@ class ModelSpec(_Strict):
             raise ValueError(f"params.{bad} must be a finite number, got {_dig(v, bad)}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _template_factory(cls, data: Any) -> Any:
+        # conv_snn / recurrent / cuba_mlp are factories in fabric.model.templates: the spec names the
+        # factory, so a template takes the user-module code path (build, checks, training, export)
+        if not isinstance(data, dict) or data.get("template", "lif_mlp") == "lif_mlp":
+            return data
+        name = data["template"]
+        if name not in MODEL_TEMPLATES:
+            raise ValueError(f"template: unknown template {name!r}; valid: {['lif_mlp', *MODEL_TEMPLATES]}")
+        clash = sorted(set(data) - {"template", "params"})
+        if clash:
+            raise ValueError(f"{', '.join(clash)}: not a setting of the {name} template (its sizes go in params)")
+        return {"module": f"fabric.model.templates:{name}", "params": data.get("params") or {}}
+
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
         if self.nir is not None and self.module is not None:
             raise ValueError("give one of model.nir (a pre-trained graph) and model.module (a factory), not both")
+        if self.zoo is not None and (self.nir is not None or self.module is not None):
+            other = "nir" if self.nir is not None else "module"
+            raise ValueError(f"give one of model.zoo (a zoo entry) and model.{other}, not both")
+        if self.version is not None and self.zoo is None:
+            raise ValueError("version: only with model.zoo (which version of the entry)")
         if self.params and self.module is None:
-            raise ValueError("params: only for model.module (the factory's keyword arguments)")
+            raise ValueError("params: only for model.module (the factory's keyword arguments) or the conv_snn, recurrent, cuba_mlp templates")
         template_only = sorted(self.model_fields_set & {"template", "hidden", "beta", "threshold"})
         if self.source != "template" and template_only:
             raise ValueError(f"{', '.join(template_only)}: settings of the lif_mlp template, not of a model.{self.source} model")
@@ -280,7 +323,8 @@ class ModelSpec(_Strict):
     def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # the user-model fields are written only when set, so a lif_mlp spec keeps its hash and cache keys
         out = handler(self)
-        out = {k: v for k, v in out.items() if not (k in ("nir", "module") and v is None or k == "params" and not v)}
+        out = {k: v for k, v in out.items()
+               if not (k in ("nir", "module", "zoo", "version") and v is None or k == "params" and not v)}
         if self.source != "template":  # template settings are refused with a user model: never write them
             out = {k: v for k, v in out.items() if k not in ("template", "hidden", "beta", "threshold")}
         return out
@@ -297,7 +341,7 @@ class ModelSpec(_Strict):
 
 
 class TrainSpec(_Strict):
-    epochs: int = Field(8, gt=0, le=1000)
+    epochs: int = Field(8, ge=0, le=1000, description="0: only with model.zoo (deploy the entry as is)")
     batch_size: int = Field(64, gt=0, le=MAX_BATCH_SIZE)
     lr: float = Field(5e-3, gt=0.0, le=MAX_LR)
     device: Literal["cpu", "cuda", "auto"] = "auto"
@@ -305,6 +349,30 @@ class TrainSpec(_Strict):
                                "weight gain per neuron and sign with this CV, ramped up over the first half of "
                                "the epochs (0 = off; DYNAP-SE: 0.2, the chip's CV, measured best "
                                "in docs/devices_notes.md)")
+    # Ray Train (fabric.model.distributed): workers > 1 is DDP (gloo on CPU, nccl on GPU), batch_size
+    # being the global batch; use_gpu: auto = a GPU per worker when the cluster has them, true = required
+    workers: int = Field(1, ge=1, le=MAX_TRAIN_WORKERS, description="Ray Train workers (DDP when > 1)")
+    use_gpu: bool | Literal["auto"] = Field("auto", description="Ray Train workers on GPUs: auto, true or false")
+    checkpoint_every: int = Field(1, ge=1, le=1000, description="epochs between checkpoint artifacts")
+    # loss terms (issue #19 item 3); 0 = off, and then not serialized (older specs keep their hash)
+    rate_reg: float = Field(0.0, ge=0.0, le=MAX_LOSS_WEIGHT, description="spike-rate regulariser: weight of the "
+                            "mean output spike rate added to the loss (fewer spikes, less energy)")
+    exit_reg: float = Field(0.0, ge=0.0, le=MAX_LOSS_WEIGHT, description="early-exit regulariser: weight of a "
+                            "cross-entropy on the cumulative output counts of every step, earlier steps weighted "
+                            "more, so the right class leads early (rewards Top-K cutoff exits)")
+
+    @model_validator(mode="after")
+    def _gpu_choice(self) -> TrainSpec:
+        if self.use_gpu is True and self.device not in ("auto", "cuda"):  # torch devices, not fabric kinds
+            raise ValueError("use_gpu: true contradicts device: cpu")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _drop_ray_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # the Ray Train fields are written only when not default, so older specs keep their hash and cache keys
+        out = handler(self)
+        defaults = {"workers": 1, "use_gpu": "auto", "checkpoint_every": 1, "rate_reg": 0.0, "exit_reg": 0.0}
+        return {k: v for k, v in out.items() if not (k in defaults and v == defaults[k] and type(v) is type(defaults[k]))}
 
 
 class BudgetSpec(_Strict):
@@ -325,6 +393,31 @@ class KPISpec(_Strict):
     max_latency_p99_ms: float | None = Field(None, gt=0)
     max_energy_mj: float | None = Field(None, gt=0)
     max_footprint_kb: float | None = Field(None, gt=0)
+    on: str = Field("mean", description="what a gate compares with its limit when the run has repeats "
+                    "(fabric.kpis.GATE_ON): mean, lower_ci, upper_ci or worst_ci; without repeats, the point estimate")
+
+    @field_validator("on")
+    @classmethod
+    def _on(cls, v: str) -> str:
+        from fabric.kpis import GATE_ON
+
+        if v not in GATE_ON:
+            raise ValueError(f"must be one of {list(GATE_ON)}, got {v!r}")
+        return v
+
+    @model_serializer(mode="wrap")
+    def _drop_default_on(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # written only when set, so specs without it keep their hash
+        return {k: v for k, v in handler(self).items() if not (k == "on" and v == "mean")}
+
+
+class RepeatsSpec(_Strict):
+    """Repeated trials (issue #19 item 2): the run's model re-trained and re-measured with ``n`` seeds
+    (the spec's seed first, then ones derived from it), reported as mean, std and a Student-t
+    ``confidence`` interval per KPI per kind. ``n: 1`` is a plain run."""
+
+    n: int = Field(1, ge=1, le=MAX_REPEATS)
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
 
 
 class EarlyExitSpec(_Strict):
@@ -402,6 +495,38 @@ class SearchSpaceSpec(_Strict):
     weight_bits: list[int] | None = Field(None, min_length=1)
     sparsity: FloatRange | None = None
     lr: FloatRange | None = None
+    # issue #19 item 3: each of these changes what is trained or exported
+    encoder: list[str] | None = Field(None, min_length=1, description="encoder choices (each with its defaults)")
+    sparsity_kind: list[Literal["unstructured", "structured"]] | None = Field(
+        None, min_length=1, description="how sparsity is applied: smallest weights, or whole hidden neurons")
+    rate_reg: FloatRange | None = Field(None, description="train.rate_reg range (spike-rate regulariser)")
+    exit_reg: FloatRange | None = Field(None, description="train.exit_reg range (early-exit regulariser)")
+    early_exit_patience: list[int] | None = Field(None, min_length=1, description="Top-K cutoff patience choices")
+
+    @field_validator("encoder")
+    @classmethod
+    def _encoders(cls, v: list[str] | None) -> list[str] | None:
+        from fabric.data.encode import ENCODERS
+
+        for i, name in enumerate(v or []):
+            if name not in ENCODERS:
+                raise ValueError(f"encoder[{i}]: unknown encoder {name!r}; valid: {sorted(ENCODERS)}")
+        return v
+
+    @field_validator("rate_reg", "exit_reg")
+    @classmethod
+    def _loss_weight(cls, v: FloatRange | None) -> FloatRange | None:
+        if v is not None and not (0.0 <= v.low and v.high <= MAX_LOSS_WEIGHT):
+            raise ValueError(f"range must lie inside [0, {MAX_LOSS_WEIGHT}], got [{v.low}, {v.high}]")
+        return v
+
+    @field_validator("early_exit_patience")
+    @classmethod
+    def _patience(cls, v: list[int] | None) -> list[int] | None:
+        for i, p in enumerate(v or []):
+            if not 1 <= p <= 10_000:
+                raise ValueError(f"early_exit_patience[{i}] must be in 1..10000, got {p}")
+        return v
 
     @field_validator("timesteps")
     @classmethod
@@ -469,6 +594,15 @@ class Spec(_Strict):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     eval_batch_size: int = Field(128, gt=0, le=MAX_BATCH_SIZE)
     search_space: SearchSpaceSpec = Field(default_factory=SearchSpaceSpec)
+    repeats: RepeatsSpec = Field(default_factory=RepeatsSpec)
+
+    @model_serializer(mode="wrap")
+    def _drop_default_repeats(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a spec without repeats dumps (and hashes) as before the field existed
+        out = handler(self)
+        if self.repeats == RepeatsSpec():
+            out.pop("repeats", None)
+        return out
 
     @field_validator("targets")
     @classmethod
@@ -493,10 +627,20 @@ class Spec(_Strict):
         from fabric.data.encode import encoder_params
 
         names = sorted(self.search_space.encoder_params or {})
+        if names and self.search_space.encoder is not None:
+            raise ValueError("search_space.encoder: searching the encoder choice uses each encoder's default "
+                             "params; leave out search_space.encoder_params")
         try:
             encoder_params(self.encoder.name, dict.fromkeys(names, 0))
         except ValueError as exc:
             raise ValueError("search_space.encoder_params: " + str(exc).split(": ", 1)[-1]) from None
+        return self
+
+    @model_validator(mode="after")
+    def _zero_epochs(self) -> Spec:
+        # epochs 0 means "deploy as is", which only a zoo entry's trained weights make sense of
+        if self.train.epochs == 0 and self.model.zoo is None:
+            raise ValueError("train.epochs: must be >= 1 (0 only with model.zoo: deploy the entry as is)")
         return self
 
     @model_validator(mode="after")

@@ -33,6 +33,43 @@ TINY = {
 }
 
 
+FUZZ_LONG_FACTOR = 10  # --fuzz-long multiplies every fuzz suite's case count by this
+FUZZ_COUNTS: dict[str, list[int]] = {}  # suite -> [cases, failures], filled by the ``fuzz`` fixture
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz-long", action="store_true", default=False,
+                     help=f"run the fuzz suites (tests/unit/test_fuzz_*.py) at {FUZZ_LONG_FACTOR}x their CI case count")
+
+
+class FuzzBudget:
+    """Case counts of one fuzz suite: ``n(base)`` scales a CI count, ``record`` adds to the session summary."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    def n(self, base: int) -> int:
+        return base * self.factor
+
+    def record(self, suite: str, cases: int, failures: int = 0) -> None:
+        tot = FUZZ_COUNTS.setdefault(suite, [0, 0])
+        tot[0] += cases
+        tot[1] += failures
+
+
+@pytest.fixture(scope="session")
+def fuzz(request: pytest.FixtureRequest) -> FuzzBudget:
+    return FuzzBudget(FUZZ_LONG_FACTOR if request.config.getoption("--fuzz-long") else 1)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001 - pytest hook signature
+    if FUZZ_COUNTS:
+        parts = ", ".join(f"{k} {v[0]}" for k, v in FUZZ_COUNTS.items())
+        total = sum(v[0] for v in FUZZ_COUNTS.values())
+        failures = sum(v[1] for v in FUZZ_COUNTS.values())
+        terminalreporter.write_line(f"fuzz: {parts} cases ({total} in all), {failures} failures")
+
+
 @pytest.fixture
 def tiny_spec_dict() -> dict:
     import copy

@@ -1,7 +1,9 @@
 """Hardware-in-the-loop multi-objective AutoML on Ray Tune (issue #7, NMLOps stage 10).
 
 ``fabric tune SPEC`` samples candidates from ``spec.search_space`` (encoder parameters, timesteps,
-neuron beta/threshold, hidden sizes, learning rate, weight bits, sparsity; :data:`DEFAULT_SPACE`
+neuron beta/threshold, hidden sizes, learning rate, weight bits, sparsity and its kind (unstructured
+weights or structured neurons), encoder choice, the spike-rate and early-exit loss weights
+(``train.rate_reg`` / ``train.exit_reg``) and the early-exit patience; :data:`DEFAULT_SPACE`
 when the spec names none) with Ray Tune's ``OptunaSearch`` and a seeded NSGA-II sampler. Each trial (1 CPU):
 
 1. compiles an *untrained* model of the candidate's shape for every kind in-process; a kind it cannot
@@ -28,6 +30,8 @@ Method (issue #19):
   can state up front. Per-kind objectives let NSGA-II's non-dominated sorting compare candidates only
   figure by figure on the same kind, so no 0.15 ms figure is ever averaged with a 26 ms one. The
   artifact then holds one Pareto front per kind (:func:`pareto_fronts`).
+- *Repeated seeds.* ``--repeats N`` (or the spec's ``repeats.n``) re-trains each front candidate with
+  N seeds and measures it on test (:func:`repeat_front`); the rows carry ``repeats``.
 
 Killed trials are retried (``FailureConfig(max_failures)``); device actors restart (``max_restarts``)
 and retry their in-flight task; ``resume`` restores an interrupted experiment (``Tuner.restore``).
@@ -46,9 +50,11 @@ Pareto artifact (registry kind ``"pareto"``, JSON; the dashboard reads this)::
                  "on_front": bool, "fit_error": str|null,
                  "evaluation_id": str|null, "emulated": bool|null, "epochs": int|null,  # additive extras
                  "encoding_id": str|null,
-                 "test_metrics": {same keys}|null, "test_evaluation_id": str|null}],  # front rows only
+                 "test_metrics": {same keys}|null, "test_evaluation_id": str|null,  # front rows only
+                 "repeats": {objective: {n, mean, std, lower_ci, upper_ci, confidence, values}}}],  # --repeats
      "fronts": {kind: [int, ...]},   # per kind: indices into "trials" of that kind's front, ascending
      "front": [int, ...],   # the union of "fronts", ascending (rows with on_front true)
+     "repeats": {"n": int, "confidence": float, "seeds": [int, ...], "split": "test"},  # --repeats only
      "notes": str}
 
 One row per (trial, kind); ``metrics`` are validation figures (what selected), ``test_metrics`` the
@@ -72,7 +78,7 @@ _EXPORTS = {
     "TuneError": "_run", "TuneResult": "_run", "default_storage_path": "_run", "latest_experiment": "_run",
     "run_tune": "_run",
     "DEFAULT_SPACE": "_space", "candidate_spec": "_space", "check_fit": "_space", "compress": "_space",
-    "effective_space": "_space",
+    "effective_space": "_space", "repeat_front": "_repeats",
 }
 
 
@@ -105,6 +111,7 @@ __all__ = [
     "pareto_fronts",
     "parse_select",
     "per_kind_objectives",
+    "repeat_front",
     "run_tune",
     "select",
     "select_per_kind",

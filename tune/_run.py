@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fabric.spec import Spec
+from fabric.spec import MAX_REPEATS, Spec
 from fabric.store.registry import Registry
 from tune._pareto import OBJECTIVES, front_union, objective_names, pareto_fronts
 from tune._space import candidate_spec, effective_space, make_space_fn
@@ -148,12 +148,14 @@ def measure_test(registry: Registry, spec: Spec, rows: list[dict[str, Any]], ind
 def run_tune(spec: Spec, registry: Registry, *, kinds: Sequence[str] | None = None, num_samples: int = 16,
              seed: int | None = None, storage_path: str | None = None, resume: str | bool | None = None,
              max_concurrent: int = 2, max_failures: int = 2, early_stop: bool = True, progress: bool = True,
-             log: Callable[[str], None] = print) -> TuneResult:
+             log: Callable[[str], None] = print, repeats: int | None = None) -> TuneResult:
     """Search ``spec.search_space`` with every candidate measured on each of ``kinds``' device actors.
 
     ``resume``: an experiment directory, or True for the newest one of this spec under
     ``storage_path``; unfinished and errored trials are resumed with ``Tuner.restore``.
     ``early_stop``: ASHA on the per-epoch training loss (False: every trial trains every epoch).
+    ``repeats``: seeds per front model (default the spec's ``repeats.n``; > 1 re-trains each front
+    candidate with more seeds and records test-split mean/std/CI per row, see :mod:`tune._repeats`).
     Returns the trials' (trial, kind) rows, the Pareto front and the stored artifact ids.
     """
     import ray
@@ -172,6 +174,9 @@ def run_tune(spec: Spec, registry: Registry, *, kinds: Sequence[str] | None = No
         raise TuneError("kinds: a kind is repeated")
     if num_samples < 1:
         raise TuneError("samples: must be >= 1")
+    n_rep = spec.repeats.n if repeats is None else int(repeats)
+    if not 1 <= n_rep <= MAX_REPEATS:  # before any cluster is started
+        raise TuneError(f"repeats: must be in 1..{MAX_REPEATS}, got {n_rep}")
     seed = spec.seed if seed is None else int(seed)
     if not ray.is_initialized():
         connect()
@@ -240,8 +245,15 @@ def run_tune(spec: Spec, registry: Registry, *, kinds: Sequence[str] | None = No
     if front:
         log(f"[tune] measuring the {len(front)} front models once on the test split")
     measure_test(registry, spec, rows, front, x, y, splits, classes)
+    rep_summary = None
+    if n_rep > 1:
+        from tune._repeats import repeat_front
+
+        rep_summary = repeat_front(registry, spec, rows, front, x, y, splits, classes, n=n_rep,
+                                   confidence=spec.repeats.confidence, log=log)
     wall = time.perf_counter() - t0
-    pareto_id, plot_id = store_pareto(registry, spec, name, rows, front, data_id, fronts=fronts, splits=split_info)
+    pareto_id, plot_id = store_pareto(registry, spec, name, rows, front, data_id, fronts=fronts, splits=split_info,
+                                      repeats=rep_summary)
     tr = [(a, b) for a, b, what in phases if what == "train"]
     dv = [(a, b) for a, b, what in phases if what.startswith("device")]
     res = TuneResult(experiment=name, experiment_path=f"{storage_path}/{name}", pareto_id=pareto_id, plot_id=plot_id,
@@ -292,9 +304,10 @@ def _collect(grid: Any, kinds: list[str]) -> tuple[list[dict[str, Any]], list[st
 
 def store_pareto(registry: Registry, spec: Spec, experiment: str, rows: list[dict[str, Any]], front: list[int],
                  data_id: str, *, fronts: dict[str, list[int]] | None = None,
-                 splits: dict[str, Any] | None = None) -> tuple[str, str]:
+                 splits: dict[str, Any] | None = None, repeats: dict[str, Any] | None = None) -> tuple[str, str]:
     """Store the pareto artifact (format in ``tune.__doc__``) and its PNG; return their ids.
-    ``fronts`` defaults to each kind's front of ``rows``; ``splits`` is the split record."""
+    ``fronts`` defaults to each kind's front of ``rows``; ``splits`` is the split record; ``repeats``
+    the repeated-seed summary (front rows then carry ``repeats``: test-split mean/std/CI per objective)."""
     fronts = pareto_fronts(rows, OBJECTIVES) if fronts is None else fronts
     doc = {"experiment": experiment, "spec_hash": spec.hash, "objectives": dict(OBJECTIVES), "trials": rows,
            "front": front, "fronts": fronts, "selected_on": "val", "reported_on": "test", "splits": splits or {},
@@ -304,6 +317,8 @@ def store_pareto(registry: Registry, spec: Spec, experiment: str, rows: list[dic
                     "latency_ms = device time per inference (p50, batch 1) and energy_mj = energy per inference: "
                     "both modelled for emulated kinds (constants and sources: actors/<kind>/constants.yaml, "
                     "`fabric devices`), measured latency only for kind cpu"}
+    if repeats:
+        doc["repeats"] = repeats
     parents = sorted({data_id} | {r[k] for r in rows for k in ("model_id", "program_id") if r.get(k)})
     extra = {"experiment": experiment, "trials": len({r["trial_id"] for r in rows}), "front_size": len(front),
              "kinds": sorted({r["kind"] for r in rows}), "selected_on": "val", "reported_on": "test"}

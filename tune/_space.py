@@ -19,7 +19,7 @@ from fabric.records import FitError
 from fabric.spec import SearchSpaceSpec, Spec, SpecError
 
 __all__ = ["DEFAULT_SPACE", "effective_space", "make_space_fn", "candidate_spec", "compress", "compile_options",
-           "check_fit", "hidden_key", "parse_hidden"]
+           "check_fit", "hidden_key", "parse_hidden", "is_structured"]
 
 # Used when the spec names no search space: small networks around digits/HAR sizes.
 DEFAULT_SPACE: dict[str, Any] = {
@@ -68,9 +68,12 @@ class _SpaceFn:
             trial.suggest_categorical("timesteps", list(s["timesteps"]))
         for k, r in sorted((s.get("encoder_params") or {}).items()):
             self._range(trial, f"encoder.{k}", r)
-        for name in ("beta", "threshold", "sparsity", "lr"):
+        for name in ("beta", "threshold", "sparsity", "lr", "rate_reg", "exit_reg"):
             if s.get(name) is not None:
                 self._range(trial, name, s[name])
+        for name in ("encoder", "sparsity_kind", "early_exit_patience"):
+            if s.get(name):
+                trial.suggest_categorical(name, list(s[name]))
         if s.get("hidden"):
             trial.suggest_categorical("hidden", [hidden_key(h) for h in s["hidden"]])
         if s.get("weight_bits"):
@@ -86,7 +89,10 @@ def candidate_spec(spec: Spec, config: dict[str, Any]) -> Spec:
     """The spec a trial trains: ``spec`` with ``config``'s values applied (validated like any spec)."""
     d = spec.to_dict()
     d["search_space"] = {}
-    known = {"timesteps", "beta", "threshold", "sparsity", "lr", "hidden", "weight_bits"}
+    # sparsity, sparsity_kind and weight_bits act after training (compress), not on the spec
+    known = {"timesteps", "beta", "threshold", "sparsity", "lr", "hidden", "weight_bits", "sparsity_kind"}
+    if "encoder" in config and config["encoder"] != d["encoder"]["name"]:
+        d["encoder"] = {**d["encoder"], "name": str(config["encoder"]), "params": {}}  # the choice's defaults
     for key, value in config.items():
         if key.startswith("encoder."):
             d["encoder"]["params"] = {**d["encoder"]["params"], key.split(".", 1)[1]: value}
@@ -96,21 +102,32 @@ def candidate_spec(spec: Spec, config: dict[str, Any]) -> Spec:
             d["model"][key] = float(value)
         elif key == "hidden":
             d["model"]["hidden"] = parse_hidden(value) if isinstance(value, str) else list(value)
-        elif key == "lr":
-            d["train"]["lr"] = float(value)
+        elif key in ("lr", "rate_reg", "exit_reg"):
+            d["train"][key] = float(value)
+        elif key == "early_exit_patience":
+            d["early_exit"] = {**d["early_exit"], "patience": int(value)}
+        elif key == "encoder":
+            pass  # applied above
         elif key not in known:
             raise SpecError([(f"config.{key}", "not a search-space parameter")], "candidate")
     return Spec.from_dict(d, "candidate")
 
 
-def compress(model: LifMLP, weight_bits: int | None = None, sparsity: float | None = None) -> LifMLP:
-    """Prune the smallest ``sparsity`` fraction of each layer's weights, then quantize symmetrically
+def compress(model: LifMLP, weight_bits: int | None = None, sparsity: float | None = None,
+             structured: bool = False) -> LifMLP:
+    """Prune the smallest ``sparsity`` fraction of each layer's weights (``structured``: that fraction
+    of each hidden layer's neurons instead, lowest L1 norm first, with
+    :func:`fabric.model.compress.structured_prune`; a smaller model is returned), then quantize symmetrically
     with the fabric's one quantizer (:func:`fabric.model.quantize.quantize_symmetric`, the grid QAT
     uses too; pruned zeros stay zero at every precision, 1 bit included).
 
     Done in place on the float model before NIR export, so every kind sees the compressed weights
     and the measured accuracy includes the compression loss.
     """
+    if structured and sparsity:
+        from fabric.model.compress import structured_prune
+
+        model, sparsity = structured_prune(model, float(sparsity)), None
     with torch.no_grad():
         for fc in model.fcs:
             w = fc.weight
@@ -150,7 +167,8 @@ def check_fit(cand: Spec, config: dict[str, Any], n_in: int, n_out: int, kinds: 
     """
     from fabric.model.train import build_model
 
-    model = compress(build_model(cand, n_in, n_out), config.get("weight_bits"), config.get("sparsity"))
+    model = compress(build_model(cand, n_in, n_out), config.get("weight_bits"), config.get("sparsity"),
+                     is_structured(config))
     graph = export_nir(model, metadata={"timesteps": cand.encoder.timesteps})
     out: dict[str, str | None] = {}
     for kind in kinds:
@@ -162,6 +180,11 @@ def check_fit(cand: Spec, config: dict[str, Any], n_in: int, n_out: int, kinds: 
         except ValueError as exc:  # unsupported node / option refused by the kind
             out[kind] = " ".join(str(exc).split())
     return out
+
+
+def is_structured(config: dict[str, Any]) -> bool:
+    """Whether a trial's ``sparsity`` removes whole neurons (``sparsity_kind: structured``)."""
+    return config.get("sparsity_kind") == "structured"
 
 
 def weight_sparsity(model: LifMLP) -> float:

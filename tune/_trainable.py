@@ -16,6 +16,7 @@ shared resource (the pool queues when every actor of a kind is busy), never a pe
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,9 +26,16 @@ import torch
 
 from fabric.kpis import objective_metrics, objectives
 from tune._pareto import per_kind_objectives
-from tune._space import candidate_spec, check_fit, compile_options, compress, weight_sparsity
+from tune._space import (
+    candidate_spec,
+    check_fit,
+    compile_options,
+    compress,
+    is_structured,
+    weight_sparsity,
+)
 
-__all__ = ["TrialContext", "tune_trial", "trial_row", "ROW_METRICS"]
+__all__ = ["TrialContext", "tune_trial", "trial_row", "restored_checkpoint", "ROW_METRICS"]
 
 ROW_METRICS = tuple(objectives())  # the Pareto objectives, named as Tune rows name them (fabric.kpis)
 
@@ -64,6 +72,33 @@ def trial_row(kind: str, status: str, fit_error: str | None = None) -> dict[str,
 
 
 
+def restored_checkpoint(reg: Any, key: str, epochs: int) -> Any:
+    """The checkpoint artifact (a :class:`fabric.model.distributed.TrainCheckpoint`) named by the
+    Tune checkpoint a restored trial is handed, or None (a fresh trial, or one whose checkpoint is
+    unreadable, for another training, or past ``epochs``: it trains from scratch)."""
+    import warnings
+
+    from ray import tune
+
+    from fabric.model.distributed import load_checkpoint, pick_resume, read_ray_checkpoint
+    from fabric.store.registry import ArtifactNotFound, IntegrityError
+
+    with warnings.catch_warnings():  # outside a Tune session (unit tests) Ray warns and returns None
+        warnings.simplefilter("ignore")
+        ray_ck = tune.get_checkpoint()
+    if ray_ck is None:
+        return None
+    with ray_ck.as_directory() as d:
+        got = read_ray_checkpoint(d)
+    pick = pick_resume([got] if got is not None else [], epochs)
+    if pick is None:
+        return None
+    try:
+        return load_checkpoint(reg, pick[1], key)
+    except (ValueError, ArtifactNotFound, IntegrityError):
+        return None
+
+
 def tune_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """The Tune function trainable (see module docstring); reports once per epoch, then the objectives."""
     from ray import tune
@@ -72,7 +107,13 @@ def tune_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     from fabric.flow import stages
     from fabric.flow.codecs import nir_from_bytes, program_from_bytes
     from fabric.kinds import make_runtime
-    from fabric.model.train import train_model
+    from fabric.model.distributed import (
+        TrainCheckpoint,
+        checkpoint_key,
+        store_checkpoint,
+        write_ray_checkpoint,
+    )
+    from fabric.model.train import LoopState, train_model
     from fabric.records import FitError
     from fabric.spec import Spec
     from fabric.store.registry import Registry
@@ -102,18 +143,38 @@ def tune_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         raise ValueError("trial: the data has no 'val' samples to measure on (the driver adds them)")
     phases.append((t_prep, time.time(), "prepare"))  # encode + fit check + encoding artifact
 
+    # resume: a restored trial (FailureConfig retry, Tuner.restore) gets its last Tune checkpoint, which
+    # names a checkpoint artifact; training continues from it with the uninterrupted trial's weights
+    ck_key = checkpoint_key("tune-trial", cand.hash, enc.id)
+    resumed = restored_checkpoint(reg, ck_key, cand.train.epochs)
+    pending: dict[str, str] = {}
+    t0 = time.time()
+
+    def save(state: LoopState) -> None:
+        attempts = (resumed.attempts if resumed is not None else []) + [resumed.state.epoch if resumed else 0]
+        seconds = (resumed.seconds if resumed is not None else 0.0) + time.time() - t0
+        ck = TrainCheckpoint(state=state, key=ck_key, seconds=seconds, attempts=attempts)
+        pending["id"] = store_checkpoint(reg, ck, spec=cand, parents=[enc.id]).id
+
     def on_epoch(rec: dict[str, float]) -> None:
         # the scheduler sees `train_loss` for every epoch but the last: a trial that trained every
         # epoch is always measured (ASHA's top rung sits at max_t and would otherwise cut it there)
         key = "train_loss" if rec["epoch"] < cand.train.epochs else "last_epoch_loss"
-        tune.report({key: float(rec["loss"]), "train_accuracy": float(rec["train_accuracy"]),
-                     "epoch": int(rec["epoch"]), "trial_status": "training", "fit_json": json.dumps(fits)})
+        metrics = {key: float(rec["loss"]), "train_accuracy": float(rec["train_accuracy"]),
+                   "epoch": int(rec["epoch"]), "trial_status": "training", "fit_json": json.dumps(fits)}
+        aid = pending.pop("id", None)
+        if aid is None:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            write_ray_checkpoint(d, aid, int(rec["epoch"]))
+            tune.report({**metrics, "checkpoint_id": aid}, checkpoint=tune.Checkpoint.from_directory(d))
 
-    t0 = time.time()
-    res = train_model(cand, spikes[train_mask], ctx.y[train_mask], ctx.n_classes, progress=False, on_epoch=on_epoch)
+    res = train_model(cand, spikes[train_mask], ctx.y[train_mask], ctx.n_classes, progress=False, on_epoch=on_epoch,
+                      resume=resumed.state if resumed is not None else None, checkpoint=save)
     phases.append((t0, time.time(), "train"))
     t0 = time.time()
-    model = compress(res.model, config.get("weight_bits"), config.get("sparsity"))
+    model = compress(res.model, config.get("weight_bits"), config.get("sparsity"), is_structured(config))
     model_rec = stages.put_model(reg, cand, model, res, parents=[enc.id], tune_config=config,
                                  weight_sparsity=weight_sparsity(model))
     nir_rec = stages.export(reg, cand, model_rec.id, model=model)

@@ -37,6 +37,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("spec", metavar="SPEC", nargs="?", help="requirements YAML with a search_space (optional with --from)")
     p.add_argument("--kinds", help="comma-separated device kinds to measure on (default: the spec's targets)")
     p.add_argument("--samples", type=int, default=16, help="number of trials (default 16)")
+    p.add_argument("--repeats", type=int, default=None, metavar="N",
+                   help="re-train each front model with N seeds; test-split mean/std/CI in the pareto artifact "
+                        "(default: the spec's repeats.n)")
     p.add_argument("--seed", type=int, help="sampler seed (default: the spec's seed)")
     p.add_argument("--max-concurrent", type=int, default=2, help="trials at once, 1 CPU each (default 2)")
     p.add_argument("--no-early-stop", action="store_true",
@@ -71,6 +74,15 @@ def format_rows(rows: list[dict[str, Any]], only: list[int] | None = None) -> st
     out.append("* = on its kind's Pareto front (selected on the val split; test acc measured once, front models only). "
                "latency = device time per inference, energy per inference: modelled for emulated kinds "
                "(fabric devices --json lists constants and sources).")
+    reps = [i for i in (only if only is not None else range(len(rows))) if rows[i].get("repeats")]
+    if reps:  # --repeats: the front models' repeated-seed test figures
+        from fabric.kpis import fmt_interval
+
+        out.append("repeated seeds (test split, mean ± std [CI]):")
+        for i in reps:
+            r = rows[i]
+            cells = "; ".join(f"{k} {fmt_interval(st, '.4g')}" for k, st in r["repeats"].items())
+            out.append(f"  {str(r['trial_id'])[:21]} {r['kind']} (n={next(iter(r['repeats'].values()))['n']}): {cells}")
     return "\n".join(out)
 
 
@@ -147,7 +159,7 @@ def main(args: argparse.Namespace) -> int:
         connect(args.address)
         res = run_tune(spec, reg, kinds=kinds, num_samples=args.samples, seed=args.seed,
                        storage_path=args.storage_path, resume=args.resume, max_concurrent=args.max_concurrent,
-                       early_stop=not args.no_early_stop,
+                       early_stop=not args.no_early_stop, repeats=args.repeats,
                        progress=not quiet, log=(lambda s: None) if quiet else (lambda s: print(s, flush=True)))
     except TuneError as exc:
         return fail(str(exc), 2)

@@ -3,6 +3,7 @@ the admin's quota policy it applies."""
 
 from actors.cluster.policy import (  # noqa: F401
     POLICY_ENV,
+    POLICY_SIGNED_ENV,
     PolicyError,
     PolicyFile,
     QuotaPolicy,
@@ -52,6 +53,7 @@ __all__ = [
     "SchedulerActor",
     "classify_owners",
     "POLICY_ENV",
+    "POLICY_SIGNED_ENV",
     "PolicyError",
     "PolicyFile",
     "QuotaPolicy",

@@ -18,6 +18,13 @@ many grants in a row a tenant gets per round of the scheduler's round robin. A t
 A policy file that cannot be read or has a bad field is a one-line :class:`PolicyError` naming the
 field; the scheduler then grants no new ticket until the file is fixed (fail closed: an unreadable
 policy must not turn into "unlimited").
+
+Signed policies: whoever can write the file on the head node could otherwise grant itself any quota.
+The admin signs the exact file bytes with ``fabric keys sign-policy FILE`` (the trust list's admin key,
+see :mod:`fabric.store.signing`), which writes ``FILE.sig`` beside it. With
+``FABRIC_QUOTA_POLICY_SIGNED=1`` on the head node an unsigned policy is refused; a ``FILE.sig`` that is
+present is always checked. A forged, stale (file changed after signing) or non-admin signature, or a
+missing trust list, is a :class:`PolicyError`, so the scheduler grants nothing (fail closed).
 """
 
 from __future__ import annotations
@@ -30,10 +37,19 @@ from typing import Any
 
 import yaml
 
-__all__ = ["POLICY_ENV", "PolicyError", "QuotaRefused", "TenantLimits", "QuotaPolicy", "load_policy",
-           "parse_policy", "PolicyFile"]
+from fabric.store.signing import SignatureError, signature_path, verify_document
+
+__all__ = ["POLICY_ENV", "POLICY_SIGNED_ENV", "POLICY_PURPOSE", "PolicyError", "QuotaRefused", "TenantLimits",
+           "QuotaPolicy", "load_policy", "parse_policy", "PolicyFile", "signature_required"]
 
 POLICY_ENV = "FABRIC_QUOTA_POLICY"
+POLICY_SIGNED_ENV = "FABRIC_QUOTA_POLICY_SIGNED"
+POLICY_PURPOSE = "quota-policy"  # what `fabric keys sign-policy` signs for; a signature for another use is refused
+
+
+def signature_required(env: dict[str, str] | None = None) -> bool:
+    """Whether ``$FABRIC_QUOTA_POLICY_SIGNED`` asks for a signed policy (1/true/yes)."""
+    return (os.environ if env is None else env).get(POLICY_SIGNED_ENV, "").strip().lower() in ("1", "true", "yes")
 _FIELDS = ("max_concurrent", "device_seconds", "weight")
 
 
@@ -130,14 +146,24 @@ def parse_policy(doc: Any, source: str = "") -> QuotaPolicy:
         raise PolicyError(pre + str(exc)) from None
 
 
-def load_policy(path: str | os.PathLike[str]) -> QuotaPolicy:
-    """Read and validate a YAML/JSON policy file (one-line :class:`PolicyError` on any problem)."""
+def load_policy(path: str | os.PathLike[str], require_signature: bool = False) -> QuotaPolicy:
+    """Read and validate a YAML/JSON policy file (one-line :class:`PolicyError` on any problem).
+
+    Its admin signature (``<path>.sig``) is checked when ``require_signature`` or when the file is
+    there; the checked bytes are the parsed bytes."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"quota policy {p}: cannot read it ({type(exc).__name__}: "
                           f"{getattr(exc, 'strerror', None) or exc})") from None
+    if require_signature or signature_path(p).exists():
+        try:
+            verify_document(p, POLICY_PURPOSE, data=raw)
+        except SignatureError as exc:
+            raise PolicyError(str(exc).replace(f"{POLICY_PURPOSE} {p} refused", f"quota policy {p}: refused", 1)
+                              ) from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -154,10 +180,12 @@ class PolicyFile:
     :class:`PolicyError` while the file is missing or bad, so the caller can fail closed.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
+                 require_signature: bool | None = None) -> None:
         raw = str(path) if path is not None else (os.environ if env is None else env).get(POLICY_ENV, "")
         self.path = Path(raw).expanduser() if raw else None
-        self._stamp: tuple[int, int] | None = None
+        self.require_signature = signature_required(env) if require_signature is None else require_signature
+        self._stamp: tuple[int, ...] | None = None
         self._policy = QuotaPolicy()
 
     def current(self) -> QuotaPolicy:
@@ -167,9 +195,15 @@ class PolicyFile:
             st = self.path.stat()
         except OSError:
             self._stamp = None
-            return load_policy(self.path)  # raises the one-line "cannot read it" error
-        stamp = (st.st_mtime_ns, st.st_size)
+            return load_policy(self.path, self.require_signature)  # raises the one-line "cannot read it" error
+        try:
+            sst = signature_path(self.path).stat()
+            sig: tuple[int, ...] = (sst.st_mtime_ns, sst.st_size, sst.st_ino)
+        except OSError:
+            sig = ()
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino, *sig)
         if stamp != self._stamp:
-            self._policy = load_policy(self.path)
+            self._stamp = None  # a policy that fails is checked again on the next call
+            self._policy = load_policy(self.path, self.require_signature)
             self._stamp = stamp
         return self._policy

@@ -22,6 +22,7 @@ from actors.base.energy import load_constants
 from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
+    SPATIAL_HANDLERS,
     SYNAPSE_HANDLERS,
     merge_handlers,
 )
@@ -32,7 +33,7 @@ from fabric.records import FitReport, Program, RunResult, Telemetry
 
 __all__ = ["CpuRuntime"]
 
-HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS, NEURON_HANDLERS, LI_HANDLERS)
+HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS, SPATIAL_HANDLERS, NEURON_HANDLERS, LI_HANDLERS)
 
 
 class CpuRuntime:

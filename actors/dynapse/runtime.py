@@ -1,4 +1,10 @@
-"""``dynapse`` kind: DYNAP-SE1 mixed-signal processor, emulated with DPI dynamics and seeded mismatch.
+"""``dynapse`` kind: DYNAP-SE2 mixed-signal processor (one chip), emulated with DPI dynamics and seeded mismatch.
+
+DYNAP-SE2 because the reference engine, Rockpool's ``DynapSim``, models it (file
+``rockpool/devices/dynapse/lookup/defaults.py``; Richter et al. 2024, arXiv:2310.00564); one chip's
+limits equal SE1's. Golden = :mod:`actors.dynapse.reference` (statistical, same chip instance); the
+fan-in fit is also checked by Rockpool's ``WeightAllocator.CAM_content``, whose DRCError text is the
+refusal.
 
 What is modelled, and why (Moradi et al. 2018, DOI 10.1109/TBCAS.2017.2759700; ARCANA, Quintana et al., arXiv:2409.14918 §2-3):
 
@@ -33,9 +39,17 @@ import numpy as np
 from actors.base.emulated import DeviceRun, EmulatedRuntime, raise_if_unfit
 from actors.base.energy import modelled_energy
 from actors.dynapse.dpi import DpiLayer, Physics, apply_mismatch, calibrate_layer, simulate_dpi
+from actors.dynapse.reference import (
+    FACTOR_KEYS,
+    cam_fit,
+    dynapsim_raster,
+    rockpool_version,
+    statistical_check,
+)
 from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
+    SPATIAL_HANDLERS,
     SYNAPSE_HANDLERS,
     Handler,
     Layer,
@@ -47,7 +61,7 @@ from fabric.records import FitReport, Program
 
 __all__ = ["DynapseRuntime", "mismatch_accuracy", "fit_weight_step"]
 
-HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS,
+HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS, SPATIAL_HANDLERS,
                           {nir.LIF: NEURON_HANDLERS[nir.LIF], nir.CubaLIF: NEURON_HANDLERS[nir.CubaLIF]})
 EXC_TYPES, INH_TYPES = ("AMPA", "NMDA"), ("GABA_A", "GABA_B")
 
@@ -82,8 +96,8 @@ def _uniform(name: str, arr: np.ndarray) -> tuple[float, int]:
 class DynapseRuntime(EmulatedRuntime):
     kind: ClassVar[str] = "dynapse"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        weight_bits=None, weight_bits_source="DYNAP-SE1 has per-core shared synaptic efficacies, not per-synapse weight bits",
-        time_mode="realtime")
+        weight_bits=None, weight_bits_source="DYNAP-SE2 has per-core shared synaptic efficacies, not per-synapse weight bits",
+        reference="rockpool 3.1.0 DynapSim (statistical)", time_mode="realtime")
     handlers: ClassVar[dict[type, Handler]] = HANDLERS
     options_doc: ClassVar[dict[str, str]] = {
         "mismatch_cv": "coefficient of variation of every circuit parameter (default 0.2; 0 = ideal chip)",
@@ -145,6 +159,9 @@ class DynapseRuntime(EmulatedRuntime):
             fan = sum(_counts(m, step).sum(axis=1) for m in mats)
             max_fan = max(max_fan, int(fan.max()))
             fit.add("CAM synapses per neuron (fan-in)", int(fan.max()), lim["cam_per_neuron"], "synapses", scope)
+            drc = cam_fit([_counts(m_, step) for m_ in mats], int(lim["cam_per_neuron"])) if rockpool_version() else None
+            if drc is not None:  # Rockpool's allocator refuses: its text is the verdict
+                fit.add(f"rockpool WeightAllocator.CAM_content: {drc}", 1, 0, "", scope)
             for tag, m in (("ff", w), ("rec", wr)):
                 if m is None:
                     continue
@@ -251,6 +268,53 @@ class DynapseRuntime(EmulatedRuntime):
                 "mismatch": f"log-normal CV {o['mismatch_cv']:g}, seed {o['seed']} (emulated chip instance)",
             },
         )
+
+
+    # ------------------------------------------------------------------ reference
+    def reference_fingerprint(self) -> list[Any]:
+        """What the reference check depends on outside the program: the installed rockpool version."""
+        return ["rockpool", rockpool_version()]
+
+    def layer_rasters(self, program: Program, spikes: np.ndarray) -> list[np.ndarray]:
+        """The emulator's raster of every layer ``[B, T, n_l]`` on the program's own chip instance."""
+        if self.program is not program:
+            self.load(program)
+        o = program.meta["options"]
+        layers = self._dpi_layers(float(o["mismatch_cv"]), int(o["seed"]), o["excitatory"], o["inhibitory"])
+        x = np.asarray(spikes, dtype=np.float64)
+        return [simulate_dpi(layers[:k + 1], x, program.meta["dt"], int(o["substeps"]), self._physics())[0]
+                for k in range(len(layers))]
+
+    def mismatch_factors(self, program: Program) -> list[dict[str, np.ndarray]]:
+        """Per layer, the per-neuron factors (mismatched / ideal current) of the program's chip instance."""
+        if self.program is not program:
+            self.load(program)
+        o = program.meta["options"]
+        chip = self._dpi_layers(float(o["mismatch_cv"]), int(o["seed"]), o["excitatory"], o["inhibitory"])
+        ideal = self._dpi_layers(0.0, int(o["seed"]), o["excitatory"], o["inhibitory"])
+        exc = o["excitatory"]
+        out = []
+        for c, i in zip(chip, ideal, strict=True):
+            def ratio(a: Any, b: Any) -> np.ndarray:
+                return np.asarray(a, dtype=np.float64) / np.asarray(b, dtype=np.float64)
+            f = {k: ratio(getattr(c.biases, k), getattr(i.biases, k)) for k in ("i_tau", "i_g", "i_spkthr", "i_dc")}
+            f.update({k: ratio(getattr(c.biases, k)[exc], getattr(i.biases, k)[exc]) for k in ("syn_i_tau", "syn_i_g", "syn_i_w")})
+            assert set(f) == set(FACTOR_KEYS)
+            out.append(f)
+        return out
+
+    def reference_check(self, program: Program, spikes: np.ndarray) -> dict[str, Any]:
+        """Emulator vs Rockpool ``DynapSim`` on ``spikes``, same weights and chip instance: ``status``
+        statistical-pass | statistical-fail | unavailable, with rate/class figures and tolerances
+        (:mod:`actors.dynapse.reference`)."""
+        ver = rockpool_version()
+        if ver is None:
+            return {"status": "unavailable", "samples": 0, "reason": "rockpool missing",
+                    "summary": "rockpool (with jax) is not installed (pip install rockpool==3.1.0 jax[cpu]); no DynapSim reference"}
+        x = np.asarray(spikes, dtype=np.float32)
+        fabric = self.layer_rasters(program, x)
+        ref = dynapsim_raster(program, x, self.constants, self.mismatch_factors(program))
+        return statistical_check(fabric, ref, ver)
 
 
 def mismatch_accuracy(program: Program, spikes: np.ndarray, labels: np.ndarray, *, cv: float | None = None,

@@ -49,6 +49,7 @@ from actors.fpga.datapath import ALPHA_FRAC_BITS, V_MAX, W_MAX, WEIGHT_BITS, dev
 from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
+    SPATIAL_HANDLERS,
     SYNAPSE_HANDLERS,
     Handler,
     Layer,
@@ -60,7 +61,7 @@ from fabric.records import FitReport, Program
 
 __all__ = ["FpgaRuntime", "estimate_resources"]
 
-HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS,
+HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS, SPATIAL_HANDLERS,
                           {nir.LIF: NEURON_HANDLERS[nir.LIF], nir.IF: NEURON_HANDLERS[nir.IF]}, LI_HANDLERS)
 THR_TARGET = 4096  # integer threshold the largest float threshold maps to (3 bits of headroom in 16)
 

@@ -51,6 +51,7 @@ from actors.loihi.stream import step_layers
 from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
+    SPATIAL_HANDLERS,
     SYNAPSE_HANDLERS,
     Handler,
     merge_handlers,
@@ -62,7 +63,7 @@ from fabric.records import FitError, FitReport, Program
 __all__ = ["LoihiRuntime", "HANDLERS", "modelled_step_time", "device_part"]
 
 # Affine/Linear + LIF/CubaLIF/IF over the structural defaults (Input, Output, Flatten).
-HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS, NEURON_HANDLERS)
+HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS, SPATIAL_HANDLERS, NEURON_HANDLERS)
 
 
 def _sync_time(constants: DeviceConstants, cores: int) -> float:
@@ -250,9 +251,12 @@ class LoihiRuntime(EmulatedRuntime):
 
     # ------------------------------------------------------------------ reference
     def reference_fingerprint(self) -> list[Any]:
-        """What the reference check depends on outside the program: the Lava interpreter and whether it exists."""
+        """What the reference check depends on outside the program: the Lava interpreter and whether it
+        exists, and the SANA-FE version the ``sanafe`` block comes from."""
+        from actors.loihi.sanafe import sanafe_version
+
         py = lava_python()
-        return [str(py), py.exists()]
+        return [str(py), py.exists(), "sanafe", sanafe_version()]
 
     def reference_check(self, program: Program, spikes: np.ndarray) -> dict[str, Any]:
         """Program vs Lava on ``spikes``: ``status`` bit-exact | mismatch | unavailable, with a summary.
@@ -269,12 +273,38 @@ class LoihiRuntime(EmulatedRuntime):
             cpu = CpuRuntime(device_id=f"{self.device_id}/reference-prefix")
             cpu.load(Program.from_bytes(prefix.tobytes()))
             x = cpu.run(x, record_raster=True).raster
+        extra = {"sanafe": self.sanafe_check(device_part(program), x)}
         try:
             res = golden_check(device_part(program), x)
         except GoldenUnavailable as exc:
-            return {"status": "unavailable", "summary": str(exc) + note, "samples": 0, "reason": exc.reason}
+            return {"status": "unavailable", "summary": str(exc) + note, "samples": 0, "reason": exc.reason,
+                    "extra_reference": extra}
         return {"status": "bit-exact" if res.bit_exact else "mismatch", "summary": res.summary() + note,
-                "samples": res.samples, "max_error": 0 if res.bit_exact else 1, "result": res.to_dict()}
+                "samples": res.samples, "max_error": 0 if res.bit_exact else 1, "result": res.to_dict(),
+                "extra_reference": extra}
+
+    def sanafe_check(self, program: Program, spikes: np.ndarray, max_samples: int = 4) -> dict[str, Any]:
+        """The ``sanafe`` block (:func:`actors.loihi.sanafe.compare`): SANA-FE's energy and time per
+        inference beside the fabric's full-term model on the emulator's own raster of ``spikes``
+        (device program, padded with the L flush steps as ``run`` does). A network SANA-FE cannot
+        map is reported ``unavailable`` with SANA-FE's reason, never a pass."""
+        from actors.loihi import sanafe
+
+        layers = program_layers(program)
+        cores = map_cores([(fl.name, fl.n_in, fl.n_out) for fl in layers],
+                          [c["per_core"] for c in program.meta["cores"]] if "cores" in program.meta else None,
+                          [fl.rec_weights is not None for fl in layers])
+        xb = np.asarray(spikes) != 0
+        bsz, steps, n_in = xb.shape
+        xp = np.concatenate([xb, np.zeros((bsz, len(layers), n_in), dtype=bool)], axis=1)
+        em = emulate(layers, xp)
+        dev_steps = steps + len(layers)
+        per_inference = dev_steps * modelled_step_time(self.constants, cores, em, dev_steps, bsz)
+        try:
+            return sanafe.compare(layers, cores, xp.astype(np.uint8), em.rasters, per_inference, self.constants,
+                                  max_samples=max_samples)
+        except (ValueError, RuntimeError, *sanafe.engine_errors()) as exc:  # a refusal to map is the reason
+            return {"status": "unavailable", "summary": f"SANA-FE could not run the program: {type(exc).__name__}: {exc}"}
 
     # ------------------------------------------------------------------ status
     def _health_extra(self) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from actors.base.energy import load_constants, modelled_energy
 from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
+    SPATIAL_HANDLERS,
     SYNAPSE_HANDLERS,
     Handler,
     Layer,
@@ -79,7 +80,7 @@ def weight_shift(max_row_sum: float, ring_max: int = 65535) -> int:
     return max(0, math.ceil(math.log2(max_row_sum * ONE / ring_max)))
 
 
-HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS, NEURON_HANDLERS)
+HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS, SPATIAL_HANDLERS, NEURON_HANDLERS)
 
 
 def _coeffs(layer: Layer, dt: float) -> dict[str, np.ndarray]:

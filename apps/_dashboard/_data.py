@@ -7,12 +7,13 @@ result a stage should have stored. Unit-testable without Streamlit or Ray.
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
-from fabric.kpis import KPI, KPIS, objective_kpis, objectives
+from fabric.kpis import KPI, KPIS, METRICS, fmt_interval, objective_kpis, objectives
 from fabric.report import figure_basis
 from fabric.store.registry import ArtifactNotFound, ArtifactRecord, IntegrityError, Registry
 
@@ -20,7 +21,7 @@ __all__ = [
     "KPI_METRICS", "PARETO_OBJECTIVES", "list_runs", "load_json", "run_kpis", "run_stages", "neurobench_table",
     "lineage_rows", "artifact_rows", "fit_reports", "golden_rows", "comparison", "list_pareto", "pareto_trials", "filter_trials",
     "list_rollouts", "list_deployments", "list_drift", "drift_features", "drift_histogram", "refused",
-    "refused_rows", "LISTED_KINDS", "fmt_time", "figure_mode", "FIGURE_MODES",
+    "refused_rows", "LISTED_KINDS", "fmt_time", "figure_mode", "FIGURE_MODES", "kpi_intervals",
 ]
 
 # (row field, label, unit) per gated KPI, and Tune's objectives: both from fabric.kpis
@@ -123,6 +124,10 @@ def run_kpis(report: dict[str, Any]) -> pd.DataFrame:
                "passed": bool(k.get("passed"))}
         for key, _, _ in KPI_METRICS:
             row[key] = k.get(key)
+        stats = _repeat_stats(report, k.get("kind"))
+        for key, _, _ in KPI_METRICS:  # repeated seeds: mean ± std [CI] next to the run's own figure
+            if key in stats:
+                row[f"{key} ±CI"] = fmt_interval(stats[key], by_field(key).compact)
         for g, ok in (k.get("gates") or {}).items():
             row[f"gate {g}"] = "PASS" if ok else "FAIL"
         row["reason"] = k.get("reason", "")
@@ -216,17 +221,49 @@ def golden_rows(reg: Registry, report: dict[str, Any]) -> pd.DataFrame:
 
 # -- cross-device ----------------------------------------------------------------------------------
 def comparison(report: dict[str, Any]) -> pd.DataFrame:
-    """Long table kind/metric/value/mode for the bar charts (kinds that ran; emulated ones labelled)."""
+    """Long table kind/metric/value/mode for the bar charts (kinds that ran; emulated ones labelled).
+    With a repeats section, ``mean`` / ``ci_low`` / ``ci_high`` are the repeated-seed figures (the
+    plot's error bars); NaN otherwise."""
     rows = []
     for k in report.get("kpis", []):
         if k.get("status") != "ok":
             continue
+        stats = _repeat_stats(report, k["kind"])
         for m in KPIS:
             key, label, unit = m.row_field, m.label, m.unit
             if k.get(key) is not None:
+                st = stats.get(key) or {}
                 rows.append({"kind": k["kind"], "metric": key, "label": label + (f" [{unit}]" if unit else ""),
-                             "value": float(k[key]), "mode": figure_mode(m, k), "passed": bool(k.get("passed"))})
-    return pd.DataFrame(rows, columns=["kind", "metric", "label", "value", "mode", "passed"])
+                             "value": float(k[key]), "mode": figure_mode(m, k), "passed": bool(k.get("passed")),
+                             "mean": st.get("mean", math.nan), "ci_low": st.get("lower_ci", math.nan),
+                             "ci_high": st.get("upper_ci", math.nan)})
+    return pd.DataFrame(rows, columns=["kind", "metric", "label", "value", "mode", "passed", "mean", "ci_low",
+                                       "ci_high"])
+
+
+def _repeat_stats(report: dict[str, Any], kind: Any) -> dict[str, Any]:
+    return ((report.get("repeats") or {}).get("kinds") or {}).get(kind) or {}
+
+
+def by_field(row_field: str) -> KPI:
+    return next(m for m in METRICS if m.row_field == row_field)
+
+
+def kpi_intervals(report: dict[str, Any]) -> pd.DataFrame:
+    """The repeats section of a run report, one row per kind and KPI: n, mean, std, the confidence
+    interval and its text (``0.947 ± 0.006 [0.930, 0.964]``); empty when the run had one seed."""
+    rep = report.get("repeats") or {}
+    cols = ["kind", "metric", "label", "n", "mean", "std", "ci_low", "ci_high", "confidence", "interval"]
+    rows = []
+    for kind, per in (rep.get("kinds") or {}).items():
+        for m in METRICS:
+            st = per.get(m.row_field)
+            if st:
+                rows.append({"kind": kind, "metric": m.row_field, "label": m.label + (f" [{m.unit}]" if m.unit else ""),
+                             "n": int(st["n"]), "mean": st["mean"], "std": st["std"], "ci_low": st["lower_ci"],
+                             "ci_high": st["upper_ci"], "confidence": float(rep.get("confidence", st.get("confidence"))),
+                             "interval": fmt_interval(st, m.compact)})
+    return pd.DataFrame(rows, columns=cols)
 
 
 # -- AutoML ----------------------------------------------------------------------------------------

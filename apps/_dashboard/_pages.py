@@ -97,6 +97,11 @@ def page_runs(ctx: Context) -> None:
             show[key] = show[key].map(lambda v: _fmt(v, ".4g"))
     show["passed"] = show["passed"].map(lambda v: "PASS" if v else "FAIL")
     st.table(show.set_index("kind"))
+    iv = D.kpi_intervals(rep)
+    if not iv.empty:
+        st.markdown(f"**Repeated seeds** ({int(iv['n'].max())} seeds, mean ± std "
+                    f"[{iv['confidence'].iloc[0]:.0%} Student-t CI], test split)")
+        st.table(iv.pivot_table(index="kind", columns="label", values="interval", aggfunc="first"))
     st.markdown("**Stages**")
     st.dataframe(D.run_stages(rep), hide_index=True, width="stretch")
     with st.expander("Spec"):
@@ -154,6 +159,18 @@ def _bars(df: pd.DataFrame, log: bool = False) -> alt.Chart:
     ).properties(height=220)
 
 
+def _error_bars(df: pd.DataFrame, log: bool = False) -> alt.Chart:
+    # the repeated-seed CI of each bar; a log axis cannot draw a bound <= 0, so it is clipped at the baseline
+    part = df[df["ci_low"].notna()]
+    if log:
+        floor = float(df["value"].min()) / 10
+        part = part.assign(ci_low=part["ci_low"].clip(lower=floor))
+    return alt.Chart(part).mark_rule(color="black").encode(
+        x="kind:N", y="ci_low:Q", y2="ci_high:Q",
+        tooltip=["kind", alt.Tooltip("mean:Q", format=".4g"), alt.Tooltip("ci_low:Q", format=".4g"),
+                 alt.Tooltip("ci_high:Q", format=".4g")])
+
+
 def page_compare(ctx: Context) -> None:
     st.header("Cross-device comparison")
     picked = _pick_run(ctx, "cmp_run")
@@ -175,7 +192,10 @@ def page_compare(ctx: Context) -> None:
             log = bool(by_name(part["metric"].iloc[0]).wide and (part["value"] > 0).all()
                        and part["value"].max() > 20 * part["value"].min())
             c.markdown(f"**{lab}**")
-            c.altair_chart(_bars(part, log), width="stretch")
+            chart = _bars(part, log)
+            if part["ci_low"].notna().any():  # repeated seeds: the confidence interval as error bars
+                chart = chart + _error_bars(part, log)
+            c.altair_chart(chart, width="stretch")
     wide = df.pivot_table(index="kind", columns="metric", values="value").reset_index()
     st.table(wide.set_index("kind").map(lambda v: _fmt(v, ".4g")))
 

@@ -28,11 +28,15 @@ from fabric.store.signing import (
     is_key_id,
     key_id_of,
     load_public_pem,
+    sign_document,
     signing_key_path,
     trust_path,
+    verify_document,
 )
 
-__all__ = ["add_parser", "main"]
+__all__ = ["add_parser", "main", "POLICY_PURPOSE"]
+
+POLICY_PURPOSE = "quota-policy"  # the same purpose actors.cluster.policy checks (fabric does not import actors)
 
 EPILOG = """examples:
   fabric keys show                          this host's key id, the admin, trusted / retired / revoked ids
@@ -43,6 +47,8 @@ EPILOG = """examples:
   fabric keys revoke 3f2a...e1              (admin) refuse that key's records, old and new
   fabric keys rotate                        new key for this host; the old one signs nothing more
   fabric keys publish --store URL           (admin) copy the trust list into the store for cluster workers
+  fabric keys sign-policy policy.yaml       (admin) sign the quota policy: writes policy.yaml.sig beside it
+  fabric keys verify-policy policy.yaml     check that signature against the trust list's admin key
 
 files: the key is $FABRIC_SIGNING_KEY or $FABRIC_HOME/keys/signing-ed25519.pem; the trust list is
 $FABRIC_TRUST or $FABRIC_HOME/trust.json ($FABRIC_HOME: $XDG_CONFIG_HOME/fabric or ~/.config/fabric).
@@ -85,6 +91,13 @@ def add_parser(sub: Any) -> None:
                      "unless given)")
     q = ks.add_parser("export-public", help="print (or write) this host's public key, creating the key if needed")
     q.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    q = ks.add_parser("sign-policy", help="(admin) sign a quota policy file (writes FILE.sig)",
+                      description="Sign the exact bytes of a quota policy file (FABRIC_QUOTA_POLICY) with the trust "
+                      "list's admin key; the scheduler refuses a policy whose FILE.sig does not verify, and with "
+                      "FABRIC_QUOTA_POLICY_SIGNED=1 one without FILE.sig.")
+    q.add_argument("file", metavar="FILE")
+    q = ks.add_parser("verify-policy", help="check a quota policy file's FILE.sig against the trust list's admin")
+    q.add_argument("file", metavar="FILE")
     q = ks.add_parser("publish", help="(admin) copy the signed trust list into a store for cluster workers",
                       description=f"Write the trust list to <store>/{STORE_TRUST_KEY}. Workers with no local trust "
                       f"list read it when ${ENV_TRUST_ADMIN} pins the admin key id.")
@@ -272,8 +285,29 @@ def _publish(a: argparse.Namespace) -> int:
     return 0
 
 
+def _sign_policy(a: argparse.Namespace) -> int:
+    import yaml
+
+    p = Path(a.file).expanduser()
+    try:
+        yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        raise _Refused(f"quota policy {p} is not valid YAML/JSON; not signing it", 2) from None
+    signer, _tl = _as_admin()
+    out = sign_document(p, signer, POLICY_PURPOSE)
+    print(f"signed {p} with admin key {signer.key_id}: {out} (re-sign after every change)")
+    return 0
+
+
+def _verify_policy(a: argparse.Namespace) -> int:
+    p = Path(a.file).expanduser()
+    key = verify_document(p, POLICY_PURPOSE)
+    print(f"{p}: signature ok (admin key {key})")
+    return 0
+
+
 _ACTIONS = {"show": _show, "trust": _trust_cmd, "revoke": _revoke, "rotate": _rotate, "export-public": _export,
-            "publish": _publish}
+            "publish": _publish, "sign-policy": _sign_policy, "verify-policy": _verify_policy}
 
 
 def main(a: argparse.Namespace) -> int:

@@ -28,7 +28,8 @@ environment: FABRIC_STORE (store URL, default ./.fabric/store), RAY_ADDRESS (joi
 FABRIC_DEVICES (emulated device counts, e.g. "loihi=2,akida=1"), FABRIC_TENANT (registry namespace),
 FABRIC_SIGNING_KEY (Ed25519 PEM path; default $FABRIC_HOME/keys/, never in the store), FABRIC_HOME (default
 ~/.config/fabric: key and trust list, see `fabric keys --help`), FABRIC_TRUSTED_KEYS (extra pin of accepted
-signer key ids), FABRIC_S3_ENDPOINT_URL (MinIO-style S3 endpoint)."""
+signer key ids), FABRIC_S3_ENDPOINT_URL (MinIO-style S3 endpoint), FABRIC_TENANT_KEY (a non-default tenant's
+credential, token or file; see `fabric tenants --help`)."""
 
 
 _STORE_HELP = "artifact store: a directory or fsspec URL (default $FABRIC_STORE or ./.fabric/store)"
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     _store_arg(p)
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.add_argument("--no-cache", action="store_true", help="recompute every stage even if its artifact exists")
+    p.add_argument("--repeats", type=int, default=None, metavar="N",
+                   help="re-train and re-measure with N seeds (overrides the spec's repeats.n): mean, std, CI")
     add_address_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage log")
 
@@ -104,11 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def with_repeats(spec: Any, n: int, source: str = "--repeats") -> Any:
+    """``spec`` with ``repeats.n = n`` (its confidence kept), validated as a spec (SpecError on a bad n)."""
+    from fabric.spec import parse_spec
+
+    d = spec.to_dict()
+    d["repeats"] = {**d.get("repeats", {}), "n": n}
+    return parse_spec(d, source)
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     from fabric.spec import SpecError, load_spec
 
     try:
         spec = load_spec(a.spec)
+        if a.repeats is not None:  # validated like the spec field: repeats.n out of range is one line
+            spec = with_repeats(spec, a.repeats, a.spec)
     except SpecError as exc:
         return fail(str(exc), 2)
     from fabric.connect import connect
@@ -400,6 +414,7 @@ EXTENSIONS: dict[str, str] = {
     "serve": "serve.cli",
     "compare": "fabric.cli.compare",
     "keys": "fabric.cli.keys",
+    "tenants": "fabric.cli.tenants",
 }
 
 

@@ -36,7 +36,7 @@ def compile_cmd(graph_path: str | Path, kind: str, out_path: str | Path) -> int:
         return fail(exc, 1)
     try:
         graph = nir.read(str(graph_path))
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py: RuntimeError on a corrupt B-tree
         return fail(f"cannot read NIR graph {graph_path}: {exc}", 1)
     try:
         program = runtime.compile(graph)

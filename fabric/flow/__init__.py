@@ -45,6 +45,7 @@ from fabric.flow.pipeline import (  # noqa: F401
     format_run_extras,
     run_pipeline,
 )
+from fabric.flow.repeats import measure_repeats, repeat_seed, repeat_spec, stats_by_kind  # noqa: F401
 
 __all__ = [
     "stages",
@@ -85,4 +86,8 @@ __all__ = [
     "format_run_extras",
     "format_deployments",
     "STAGE_VERSIONS",
+    "measure_repeats",
+    "repeat_seed",
+    "repeat_spec",
+    "stats_by_kind",
 ]

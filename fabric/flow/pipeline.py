@@ -22,6 +22,7 @@ from fabric.flow import stages
 from fabric.flow.codecs import nir_from_bytes, nir_to_bytes, program_from_bytes, unpack_spikes
 from fabric.flow.datasource import DatasetSource
 from fabric.flow.rows import KPIRow, _gates, format_kpi_table
+from fabric.kpis import format_repeats, gates_on_note
 from fabric.records import FitError, Program
 from fabric.spec import Spec
 from fabric.store.registry import ArtifactRecord, Registry
@@ -34,7 +35,7 @@ __all__ = ["run_pipeline", "RunSummary", "format_neurobench", "StageOutcome", "K
 # bump a stage's version when its code changes meaning, so stale cache entries are not reused
 STAGE_VERSIONS = {"requirements": 1, "data": 1, "encode": 2, "train": 2, "neurobench": 1, "compress": 1, "export": 1,
                   "compile": 1, "evaluate": 2, "golden": 1, "deploy": 1,
-                  "import": 1}
+                  "import": 1, "zoo": 1}
 
 
 @dataclass(kw_only=True)
@@ -61,6 +62,8 @@ class RunSummary:
     deployments: dict[str, str] = field(default_factory=dict)  # kind -> deployment artifact id
     markdown_id: str = ""
     png_id: str = ""
+    repeats: dict[str, Any] = field(default_factory=dict)  # the repeats artifact (+ its "id"); {} with one seed
+    gates_note: str = ""  # what the gates compared, when kpis.on is set
 
     @property
     def passed(self) -> bool:
@@ -113,6 +116,10 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
 
     src = dataset if dataset is not None else stages.check_dataset(registry, spec)
     user = stages.check_model(registry, spec)  # model.nir read / model.module imported: SpecError, nothing stored
+    if user.zoo is not None:  # a zoo entry brings its encoder (its weights expect those spikes)
+        from fabric.flow.zoo import effective_spec, start_model
+
+        spec = effective_spec(spec, user.zoo)
     t_start = time.perf_counter()
     R = _Runner(spec, registry, progress, use_cache, log)
     sh = spec.hash
@@ -146,9 +153,19 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
             stages.check_user_model(spec, n_in, n_out)  # sizes and layers, one line, before any training
             train_key.append(user.digest)  # editing the factory's file re-trains
         # 4. train
-        model_rec = R.stage("train", train_key,
+        # (under Ray Train: checkpoint artifacts keyed by the train key + epoch, so a killed job's rerun
+        # resumes from the last one; --no-cache starts afresh)
+        ckpt_key = _key("train-checkpoint", STAGE_VERSIONS["train"], train_key)
+        if user.zoo is not None:  # start from the entry: as is (train.epochs 0) or fine-tuned from its weights
+            entry = user.zoo
+            model_rec = R.stage("zoo", [entry.id, enc_rec.id, spec.train.model_dump(), spec.seed],
+                                lambda: start_model(registry, spec, entry, enc_rec.id, spikes[train_mask],
+                                                    labels[train_mask], n_in, n_out, progress=progress, log=log))
+        else:
+            model_rec = R.stage("train", train_key,
                             lambda: stages.train(registry, spec, enc_rec.id, spikes[train_mask], labels[train_mask],
-                                                 n_out, progress=progress, log=log))
+                                                 n_out, progress=progress, log=log, checkpoint_key=ckpt_key,
+                                                 resume=use_cache))
 
         # 5. NeuroBench static + workload metrics of the trained model on the test split
         nb_rec = R.stage("neurobench", [model_rec.id, enc_rec.id], lambda: stages.neurobench(
@@ -207,8 +224,20 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
             golden[kind] = registry.get_json(g_rec.id)
             log(f"[golden[{kind}]] {golden[kind]['status']}: {golden[kind]['summary']}")
 
+    # 10b. repeated trials (spec.repeats.n > 1): the chain again with more seeds; mean/std/CI per KPI per
+    # kind, which the gates use when kpis.on names an interval bound (fabric.flow.repeats)
+    repeats: dict[str, Any] = {}
+    if spec.repeats.n > 1:
+        from fabric.flow.repeats import measure_repeats
+
+        rep_rec = measure_repeats(R.stage, registry, spec, data_rec.id, rows,
+                                  nir_id=nir_rec.id if user.nir_bytes is not None else None,
+                                  module_digest=user.digest if spec.model.module is not None else None,
+                                  parents=sorted({o.artifact for o in R.outcomes}), progress=progress, log=log)
+        repeats = registry.get_json(rep_rec.id) | {"id": rep_rec.id}
+    gates_note = gates_on_note(spec.kpis.on, bool(repeats))
     for row in rows:
-        row.gates = _gates(spec, row, golden.get(row.kind))
+        row.gates = _gates(spec, row, golden.get(row.kind), repeats.get("kinds", {}).get(row.kind))
 
     # 11. deploy the kinds whose gates all pass; warm their actors so the first request is not cold
     deployments: dict[str, str] = {}
@@ -228,7 +257,9 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
     report = {"spec": spec.to_dict(), "spec_hash": sh, "kpis": [asdict(r) | {"passed": r.passed} for r in rows],
               "stages": [asdict(o) for o in R.outcomes], "neurobench": nb, "compression": compression,
               "golden": golden, "deployments": deployments, "requirements_id": req_rec.id,
-              "table": (format_kpi_table(rows) + "\n" + format_neurobench(nb)
+              **({"repeats": repeats} if repeats else {}),
+              "table": (format_kpi_table(rows) + ("\n" + gates_note if gates_note else "")
+                        + ("\n" + format_repeats(repeats) if repeats else "") + "\n" + format_neurobench(nb)
                         + ("\n" + format_compression(compression) if compression else "")
                         + ("\n" + format_golden(golden) if golden else "")
                         + "\n" + format_deployments(rows, deployments))}
@@ -236,7 +267,8 @@ def run_pipeline(spec: Spec, registry: Registry, *, progress: bool = True, use_c
     log(f"[report] markdown {md.id[:12]}, plot {png.id[:12]} (fabric registry cat ID --out FILE)")
     return RunSummary(spec_name=spec.name, spec_hash=sh, store=registry.url, stages=R.outcomes, kpis=rows,
                       report_id=rep.id, seconds=time.perf_counter() - t_start, neurobench=nb, compression=compression,
-                      golden=golden, deployments=deployments, markdown_id=md.id, png_id=png.id)
+                      golden=golden, deployments=deployments, markdown_id=md.id, png_id=png.id, repeats=repeats,
+                      gates_note=gates_note)
 
 
 def format_compression(comp: dict[str, Any]) -> str:
@@ -256,7 +288,9 @@ def format_compression(comp: dict[str, Any]) -> str:
 
 def format_run_extras(summary: RunSummary) -> str:
     """Compression variants, golden agreement and deployments of a run, for the CLI after the KPI table."""
-    parts = []
+    parts = [summary.gates_note] if summary.gates_note else []
+    if summary.repeats:
+        parts.append(format_repeats(summary.repeats) + f"\n  (repeats artifact {summary.repeats['id'][:12]})")
     if summary.compression:
         parts.append(format_compression(summary.compression))
     if summary.golden:
@@ -269,8 +303,13 @@ def format_run_extras(summary: RunSummary) -> str:
 
 
 def format_golden(golden: dict[str, dict[str, Any]]) -> str:
-    return "\n".join(["golden equivalence (device program vs reference, test samples):"]
-                     + [f"  {k}: {g['status']} - {g['summary']}" for k, g in golden.items()])
+    """One line per kind, then one per ``extra_reference`` block a kind's check returned (any kind)."""
+    lines = ["golden equivalence (device program vs reference, test samples):"]
+    for k, g in golden.items():
+        lines.append(f"  {k}: {g['status']} - {g['summary']}")
+        lines += [f"    {k} {name}: {b.get('status', '-')} - {b.get('summary', '')}"
+                  for name, b in (g.get("extra_reference") or {}).items()]
+    return "\n".join(lines)
 
 
 def format_deployments(rows: list[KPIRow], deployments: dict[str, str]) -> str:

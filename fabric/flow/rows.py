@@ -36,10 +36,12 @@ class KPIRow:
         return self.status == "ok" and all(self.gates.values())
 
 
-def _gates(spec: Spec, row: KPIRow, golden: dict[str, Any] | None = None) -> dict[str, bool]:
+def _gates(spec: Spec, row: KPIRow, golden: dict[str, Any] | None = None,
+           stats: dict[str, Any] | None = None) -> dict[str, bool]:
     """The KPI gates of ``row`` (one per KPI in :data:`fabric.kpis.KPIS` whose threshold the spec sets),
-    then the golden gate: a reference that disagrees fails the kind; an unavailable one is not a gate."""
-    out = gates(spec.kpis, row)
+    then the golden gate: a reference that disagrees fails the kind; an unavailable one is not a gate.
+    ``stats``: the kind's repeated-seed statistics (row field -> repeat_stats), gated on ``kpis.on``."""
+    out = gates(spec.kpis, row, stats)
     if row.status == "ok" and golden is not None and golden["status"] in ("bit-exact", "mismatch"):
         out["golden"] = golden["status"] == "bit-exact"
     return out

@@ -34,7 +34,7 @@ from fabric.flow.datasource import DatasetSource, check_dataset, store_dataset
 from fabric.flow.rows import KPIRow
 from fabric.kpis import row_from_telemetry
 from fabric.model.snn import LifMLP, export_nir
-from fabric.model.train import TrainResult, train_model, train_on_cluster
+from fabric.model.train import TrainResult, train_model
 from fabric.model.user import (
     SequentialSNN,
     build_user_model,
@@ -48,7 +48,7 @@ from fabric.model.user import (
     user_model_to_bytes,
 )
 from fabric.records import Program
-from fabric.spec import Spec
+from fabric.spec import Spec, SpecError
 from fabric.store.registry import ArtifactRecord, Registry
 
 __all__ = [
@@ -158,13 +158,25 @@ def put_model(registry: Registry, spec: Spec, model: LifMLP | SequentialSNN, res
 
 
 def train(registry: Registry, spec: Spec, enc_id: str, x: np.ndarray, y: np.ndarray, n_out: int, *,
-          progress: bool = True, log: Callable[[str], None] = print) -> ArtifactRecord:
-    """Train the baseline model on ``x``/``y`` (the encoding's train split): as a Ray task when Ray is
-    up (so it can land on a GPU node), else in this process."""
+          progress: bool = True, log: Callable[[str], None] = print, checkpoint_key: str | None = None,
+          resume: bool = True) -> ArtifactRecord:
+    """Train the baseline model on ``x``/``y`` (the encoding's train split): through Ray Train when Ray
+    is up (``train.workers``, a GPU when there is one; checkpoint artifacts every
+    ``train.checkpoint_every`` epochs under ``checkpoint_key``, default the spec hash + encoding, and
+    resuming from the latest one when ``resume``), else in this process."""
     import ray
 
-    trainer = train_on_cluster if ray.is_initialized() else train_model
-    res = trainer(spec, x, y, n_out, progress=progress)
+    if ray.is_initialized():
+        from fabric.model.distributed import checkpoint_key as make_key
+        from fabric.model.distributed import train_with_ray
+
+        key = checkpoint_key or make_key(spec.hash, enc_id)
+        res = train_with_ray(spec, x, y, n_out, registry=registry, key=key, parents=[enc_id], progress=progress,
+                             resume=resume)
+        if res.start_epoch:
+            log(f"[train] resumed from the checkpoint after epoch {res.start_epoch}")
+    else:
+        res = train_model(spec, x, y, n_out, progress=progress)
     last = res.history[-1]
     log(f"[train] {len(res.history)} epochs in {res.seconds:.1f}s on {res.device}: loss {last['loss']:.3f}, "
         f"train accuracy {last['train_accuracy']:.3f}")
@@ -188,11 +200,28 @@ class ModelSource:
 
     nir_bytes: bytes | None = None
     digest: str | None = None
+    zoo: Any = None  # the fabric.flow.zoo.ZooEntry of a model.zoo spec
 
 
 def check_model(registry: Registry | None, spec: Spec) -> ModelSource:
-    """Read ``model.nir`` (nir.read + type inference) or import ``model.module``'s factory, before any
-    work: a failure is one :class:`fabric.spec.SpecError` line naming the field, nothing stored."""
+    """Read ``model.nir`` (nir.read + type inference), import ``model.module``'s factory or resolve
+    ``model.zoo``'s entry, before any work: a failure is one :class:`fabric.spec.SpecError` line
+    naming the field, nothing stored. A zoo entry holding an imported NIR graph comes back as its bytes."""
+    if spec.model.zoo is not None:
+        from fabric.flow.zoo import ZooError, resolve
+
+        if registry is None:
+            raise SpecError([("model.zoo", "a zoo entry is resolved in a registry; none given")])
+        try:
+            entry = resolve(registry, spec.model.zoo, spec.model.version)
+        except ZooError as exc:
+            raise SpecError([("model.zoo", str(exc))]) from None
+        if entry.model_kind == "nir":
+            if spec.train.epochs:
+                raise SpecError([("train.epochs", f"zoo entry {entry.name} v{entry.version} is an imported NIR "
+                                                  "graph: it cannot be fine-tuned; set train.epochs: 0")])
+            return ModelSource(nir_bytes=registry.get(entry.model_id), zoo=entry)
+        return ModelSource(zoo=entry)
     if spec.model.nir is not None:
         return ModelSource(nir_bytes=read_nir_source(spec.model.nir, registry))
     if spec.model.module is not None:

@@ -8,6 +8,7 @@ from fabric.ir.fallback import (  # noqa: F401
 from fabric.ir.lowering import (  # noqa: F401
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
+    SPATIAL_HANDLERS,
     SYNAPSE_HANDLERS,
     GraphStructureError,
     GraphValidationError,
@@ -15,9 +16,11 @@ from fabric.ir.lowering import (  # noqa: F401
     Layer,
     LoweringContext,
     UnsupportedNodeError,
+    conv2d_matrix,
     graph_dt,
     lower,
     merge_handlers,
+    pool2d_matrix,
     topological_order,
 )
 from fabric.ir.recurrent import (  # noqa: F401
@@ -47,6 +50,9 @@ __all__ = [
     "DEFAULT_HANDLERS",
     "NEURON_HANDLERS",
     "SYNAPSE_HANDLERS",
+    "SPATIAL_HANDLERS",
+    "conv2d_matrix",
+    "pool2d_matrix",
     "lower",
     "merge_handlers",
     "graph_dt",

@@ -26,6 +26,9 @@ __all__ = [
     "DEFAULT_HANDLERS",
     "NEURON_HANDLERS",
     "SYNAPSE_HANDLERS",
+    "SPATIAL_HANDLERS",
+    "conv2d_matrix",
+    "pool2d_matrix",
     "lower",
     "merge_handlers",
     "graph_dt",
@@ -42,6 +45,17 @@ class UnsupportedNodeError(ValueError):
             f"node {node_name!r} of type {self.node_type} is not supported by kind {kind!r}; "
             f"supported node types: {supported}"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled by its fields (the node object may not pickle): a refusal on a board actor crosses Ray
+        return (_unsupported_from_fields, (type(self), self.kind, self.node_name, self.node_type, str(self)))
+
+
+def _unsupported_from_fields(cls: type, kind: str, node_name: str, node_type: str, message: str) -> UnsupportedNodeError:
+    err = cls.__new__(cls)
+    ValueError.__init__(err, message)
+    err.kind, err.node_name, err.node_type = kind, node_name, node_type
+    return err
 
 
 class GraphStructureError(ValueError):
@@ -92,6 +106,8 @@ class LoweringContext:
     pending: tuple[str, np.ndarray, np.ndarray] | None = None  # (affine name, W, b)
     input_size: int | None = None
     notes: list[str] = field(default_factory=list)
+    shape: tuple[int, ...] | None = None  # shape of the signal at the current node ([C, H, W] or [n])
+    pending_spatial: bool = False  # the pending synapse holds a conv/pool expansion (composable)
 
     def take_pending(self, node_name: str) -> tuple[str, np.ndarray, np.ndarray]:
         if self.pending is None:
@@ -109,6 +125,7 @@ Handler = Callable[[str, Any, LoweringContext], None]
 def _input(name: str, node: nir.Input, ctx: LoweringContext) -> None:
     shape = np.asarray(node.input_type["input"]).astype(int)
     ctx.input_size = int(np.prod(shape))
+    ctx.shape = tuple(int(s) for s in shape.reshape(-1))
 
 
 def _output(name: str, node: nir.Output, ctx: LoweringContext) -> None:
@@ -118,20 +135,126 @@ def _output(name: str, node: nir.Output, ctx: LoweringContext) -> None:
 
 def _flatten(name: str, node: nir.Flatten, ctx: LoweringContext) -> None:
     ctx.notes.append(f"{name}: Flatten is a no-op on flat spike vectors")
+    if ctx.shape is not None:
+        ctx.shape = (int(np.prod(ctx.shape)),)
+
+
+def _push(name: str, w: np.ndarray, b: np.ndarray, ctx: LoweringContext, *, spatial: bool) -> None:
+    """Make ``(w, b)`` the pending synapse; after a pending conv/pool expansion the two linear maps
+    compose into one (``W2 W1``, ``W2 b1 + b2``): a pool between a neuron and the next conv/linear
+    is part of that layer's synapses, so every kind still sees synapse+neuron pairs."""
+    if ctx.pending is not None:
+        if not (spatial or ctx.pending_spatial):
+            raise GraphStructureError(f"two synapse nodes in a row ({ctx.pending[0]!r}, {name!r})")
+        pname, w1, b1 = ctx.pending
+        if w.shape[1] != w1.shape[0]:
+            raise GraphStructureError(f"node {name!r} takes {w.shape[1]} inputs but {pname!r} gives {w1.shape[0]}")
+        name, w, b = f"{pname}+{name}", w @ w1, w @ b1 + b
+        spatial = True
+    ctx.pending, ctx.pending_spatial = (name, w, b), spatial
 
 
 def _affine(name: str, node: nir.Affine, ctx: LoweringContext) -> None:
-    if ctx.pending is not None:
-        raise GraphStructureError(f"two synapse nodes in a row ({ctx.pending[0]!r}, {name!r})")
     w = np.asarray(node.weight, dtype=np.float64)
-    ctx.pending = (name, w, np.asarray(node.bias, dtype=np.float64).reshape(-1))
+    _push(name, w, np.asarray(node.bias, dtype=np.float64).reshape(-1), ctx, spatial=False)
+    ctx.shape = (int(w.shape[0]),)
 
 
 def _linear(name: str, node: nir.Linear, ctx: LoweringContext) -> None:
-    if ctx.pending is not None:
-        raise GraphStructureError(f"two synapse nodes in a row ({ctx.pending[0]!r}, {name!r})")
     w = np.asarray(node.weight, dtype=np.float64)
-    ctx.pending = (name, w, np.zeros(w.shape[0]))
+    _push(name, w, np.zeros(w.shape[0]), ctx, spatial=False)
+    ctx.shape = (int(w.shape[0]),)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    a = np.asarray(v, dtype=int).reshape(-1)
+    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+
+
+def conv2d_matrix(weight: np.ndarray, in_shape: tuple[int, int, int], stride: Any = 1, padding: Any = 0,
+                  dilation: Any = 1, groups: int = 1) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The dense ``[C_out*H_o*W_o, C*H*W]`` matrix of a zero-padded 2-D cross-correlation (torch's and
+    NIR's ``Conv2d``) on a ``[C, H, W]`` signal flattened row-major, and the output shape.
+
+    Why dense: every kind below maps synapse matrices (crossbars, synapse tables, weight memories), so
+    the Toeplitz expansion is the honest first mapping: its fan-in and memory then meet each kind's
+    limits exactly as a Linear layer of that size would."""
+    w = np.asarray(weight, dtype=np.float64)
+    c, h, wd = (int(s) for s in in_shape)
+    co, cig, kh, kw = w.shape
+    if groups < 1 or c % groups or co % groups or cig != c // groups:
+        raise GraphStructureError(f"conv weight {list(w.shape)} with groups={groups} does not take {c} input channels")
+    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    if isinstance(padding, str):
+        if padding == "valid":
+            ph = pw = 0
+        else:  # 'same' (stride 1): torch pads (k-1)*d // 2 on the leading side
+            if (sh, sw) != (1, 1):
+                raise GraphStructureError("conv padding='same' needs stride 1")
+            ph, pw = dh * (kh - 1) // 2, dw * (kw - 1) // 2
+    else:
+        ph, pw = _pair(padding)
+    ho, wo = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    if ho < 1 or wo < 1:
+        raise GraphStructureError(f"conv kernel {kh}x{kw} does not fit the {h}x{wd} input (padding {ph},{pw})")
+    m = np.zeros((co * ho * wo, c * h * wd))
+    oh, ow = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
+    out_pos = (oh * wo + ow).reshape(-1)
+    per_group = co // groups
+    for i in range(kh):
+        for j in range(kw):
+            ih, iw = (oh * sh - ph + i * dh).reshape(-1), (ow * sw - pw + j * dw).reshape(-1)
+            ok = (ih >= 0) & (ih < h) & (iw >= 0) & (iw < wd)
+            rows_pos, cols_pos = out_pos[ok], (ih * wd + iw)[ok]
+            for o in range(co):
+                g = o // per_group
+                for k in range(cig):
+                    m[o * ho * wo + rows_pos, (g * cig + k) * h * wd + cols_pos] += w[o, k, i, j]
+    return m, (co, ho, wo)
+
+
+def pool2d_matrix(in_shape: tuple[int, int, int], kernel: Any, stride: Any, padding: Any = 0, *,
+                  average: bool) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Sum (or average, dividing by the kernel area as torch's ``AvgPool2d`` does) pooling per channel
+    as a dense matrix: a depthwise conv with a constant kernel."""
+    c = int(in_shape[0])
+    kh, kw = _pair(kernel)
+    k = np.full((c, 1, kh, kw), 1.0 / (kh * kw) if average else 1.0)
+    return conv2d_matrix(k, in_shape, stride, padding, 1, groups=c)
+
+
+def _spatial_in(name: str, ctx: LoweringContext, channels: int | None) -> tuple[int, int, int]:
+    shape = ctx.shape
+    if shape is not None and len(shape) == 3:
+        return shape  # type: ignore[return-value]
+    raise GraphStructureError(f"node {name!r} needs a [C, H, W] input but receives shape "
+                              f"{list(shape) if shape is not None else 'unknown'}")
+
+
+def _conv2d(name: str, node: nir.Conv2d, ctx: LoweringContext) -> None:
+    w = np.asarray(node.weight, dtype=np.float64)
+    if ctx.shape is not None and len(ctx.shape) != 3 and node.input_shape is not None:
+        c_in = int(w.shape[1]) * int(node.groups)
+        if int(np.prod(ctx.shape)) == c_in * int(np.prod(node.input_shape)):
+            ctx.shape = (c_in, *(int(s) for s in node.input_shape))  # a flat signal of the declared size
+    in_shape = _spatial_in(name, ctx, None)
+    m, out_shape = conv2d_matrix(w, in_shape, node.stride, node.padding, node.dilation, int(node.groups))
+    bias = np.asarray(node.bias, dtype=np.float64).reshape(-1)
+    b = np.repeat(bias if bias.size == out_shape[0] else np.zeros(out_shape[0]), out_shape[1] * out_shape[2])
+    _push(name, m, b, ctx, spatial=True)
+    ctx.shape = out_shape
+    ctx.notes.append(f"{name}: Conv2d {list(in_shape)} -> {list(out_shape)} expanded to a dense "
+                     f"{m.shape[0]}x{m.shape[1]} synapse matrix ({int(np.count_nonzero(m))} non-zero)")
+
+
+def _pool(average: bool) -> Handler:
+    def handler(name: str, node: Any, ctx: LoweringContext) -> None:
+        in_shape = _spatial_in(name, ctx, None)
+        m, out_shape = pool2d_matrix(in_shape, node.kernel_size, node.stride, node.padding, average=average)
+        _push(name, m, np.zeros(m.shape[0]), ctx, spatial=True)
+        ctx.shape = out_shape
+
+    return handler
 
 
 def _neuron(kind_name: str, keys: tuple[str, ...]) -> Handler:
@@ -144,6 +267,9 @@ def _neuron(kind_name: str, keys: tuple[str, ...]) -> Handler:
                 val = np.zeros(w.shape[0])
             if val is not None:
                 params[k] = np.broadcast_to(np.asarray(val, dtype=np.float64).reshape(-1), (w.shape[0],)).copy()
+        ctx.pending_spatial = False
+        if ctx.shape is None or int(np.prod(ctx.shape)) != w.shape[0]:
+            ctx.shape = (int(w.shape[0]),)
         ctx.layers.append(Layer(name=f"{aname}->{name}", weight=w, bias=b, neuron=kind_name, params=params))
 
     return handler
@@ -151,6 +277,9 @@ def _neuron(kind_name: str, keys: tuple[str, ...]) -> Handler:
 
 DEFAULT_HANDLERS: dict[type, Handler] = {nir.Input: _input, nir.Output: _output, nir.Flatten: _flatten}
 SYNAPSE_HANDLERS: dict[type, Handler] = {nir.Affine: _affine, nir.Linear: _linear}
+# conv/pool lowered to dense synapse matrices (merged into the next synapse+neuron layer); kinds whose
+# synapses are matrices add these to their map; a kind with native convolution maps them itself
+SPATIAL_HANDLERS: dict[type, Handler] = {nir.Conv2d: _conv2d, nir.AvgPool2d: _pool(True), nir.SumPool2d: _pool(False)}
 NEURON_HANDLERS: dict[type, Handler] = {
     nir.LIF: _neuron("lif", ("tau", "r", "v_leak", "v_threshold", "v_reset")),
     nir.CubaLIF: _neuron("cubalif", ("tau_mem", "tau_syn", "r", "v_leak", "v_threshold", "v_reset", "w_in")),

@@ -18,11 +18,12 @@ import numpy as np
 
 from fabric.ir.lowering import GraphValidationError
 
-__all__ = ["validate_graph", "MAX_ABS_VALUE", "MAX_LAYER_SIZE"]
+__all__ = ["validate_graph", "MAX_ABS_VALUE", "MAX_LAYER_SIZE", "TAU_RANGE"]
 
 MAX_ABS_VALUE = 1e12  # |weight|, |bias|, |parameter|: beyond this every kind's fixed/float maths overflows
 MAX_LAYER_SIZE = 1_000_000  # neurons (or inputs) of one node
 POSITIVE = ("tau", "tau_mem", "tau_syn")  # time constants: the kinds divide by them (dt / tau)
+TAU_RANGE = (1e-9, 1e9)  # seconds: outside it dt / tau (or its fixed-point decay) overflows or divides by zero
 THRESHOLD_NEURONS = (nir.LIF, nir.CubaLIF, nir.IF)  # spiking neurons: v_threshold > 0
 SKIP_FIELDS = {"input_type", "output_type", "metadata"}
 SYNAPSES = (nir.Affine, nir.Linear)
@@ -107,6 +108,9 @@ def _neuron_rules(name: str, node: Any, params: dict[str, np.ndarray]) -> None:
     for k in POSITIVE:
         if k in params and params[k].size and not (params[k] > 0).all():
             raise _refuse(name, node, f"{k} must be > 0 (min {params[k].min():.3g})")
+        if k in params and params[k].size and not ((params[k] >= TAU_RANGE[0]) & (params[k] <= TAU_RANGE[1])).all():
+            raise _refuse(name, node, f"{k} must be within [{TAU_RANGE[0]:g}, {TAU_RANGE[1]:g}] s "
+                                      f"(got {params[k].min():.3g}..{params[k].max():.3g})")
     if isinstance(node, THRESHOLD_NEURONS) and "v_threshold" in params:
         thr = params["v_threshold"]
         if thr.size and not (thr > 0).all():

@@ -30,6 +30,16 @@ if TYPE_CHECKING:
         structured_prune,
         target_weight_bits,
     )
+    from fabric.model.distributed import (  # noqa: F401
+        TrainCheckpoint,
+        checkpoint_key,
+        find_resume,
+        load_checkpoint,
+        pick_resume,
+        resolve_use_gpu,
+        store_checkpoint,
+        train_with_ray,
+    )
     from fabric.model.early_exit import EarlyExitResult, topk_cutoff  # noqa: F401
     from fabric.model.mismatch import (  # noqa: F401
         lognormal_factors,
@@ -40,9 +50,12 @@ if TYPE_CHECKING:
     from fabric.model.neurobench import STATIC_METRICS, WORKLOAD_METRICS, neurobench_metrics  # noqa: F401
     from fabric.model.quantize import check_bits, quantize_symmetric, symmetric_levels  # noqa: F401
     from fabric.model.snn import LayerStats, LifMLP, export_nir, simulate_layers  # noqa: F401
+    from fabric.model.templates import TEMPLATES, conv_snn, cuba_mlp, recurrent, template_ref  # noqa: F401
     from fabric.model.train import (  # noqa: F401
+        LoopState,
         TrainResult,
         build_model,
+        is_checkpoint_epoch,
         pick_device,
         train_loop,
         train_model,
@@ -51,6 +64,7 @@ if TYPE_CHECKING:
     from fabric.model.user import (  # noqa: F401
         SUPPORTED_LAYERS,
         SequentialSNN,
+        SumPool2d,
         UserModelError,
         build_user_model,
         check_graph_sizes,
@@ -74,10 +88,14 @@ _HOME = {
     "neurobench": ["neurobench_metrics", "STATIC_METRICS", "WORKLOAD_METRICS"],
     "quantize": ["quantize_symmetric", "symmetric_levels", "check_bits"],
     "snn": ["LifMLP", "export_nir", "simulate_layers", "LayerStats"],
-    "train": ["TrainResult", "train_loop", "train_model", "train_on_cluster", "build_model", "pick_device"],
+    "train": ["TrainResult", "LoopState", "train_loop", "train_model", "train_on_cluster", "build_model", "pick_device",
+              "is_checkpoint_epoch"],
+    "distributed": ["TrainCheckpoint", "train_with_ray", "store_checkpoint", "load_checkpoint", "find_resume",
+                    "checkpoint_key", "pick_resume", "resolve_use_gpu"],
     "user": ["SUPPORTED_LAYERS", "UserModelError", "SequentialSNN", "load_factory", "module_digest", "check_layers",
              "build_user_model", "export_sequential", "user_model_to_bytes", "is_user_checkpoint",
-             "user_model_from_bytes", "read_nir_source", "check_graph_sizes"],
+             "user_model_from_bytes", "read_nir_source", "check_graph_sizes", "SumPool2d"],
+    "templates": ["TEMPLATES", "template_ref", "conv_snn", "recurrent", "cuba_mlp"],
 }
 _MODULE_OF = {name: mod for mod, names in _HOME.items() for name in names}
 

@@ -35,6 +35,7 @@ from fabric.spec import SpecError
 
 __all__ = [
     "SUPPORTED_LAYERS",
+    "SumPool2d",
     "UserModelError",
     "SequentialSNN",
     "load_factory",
@@ -50,9 +51,28 @@ __all__ = [
     "check_graph_sizes",
 ]
 
-SUPPORTED_LAYERS = ("Linear", "Flatten", "Dropout", "Identity", "Leaky", "Synaptic", "RLeaky")
+SUPPORTED_LAYERS = ("Linear", "Flatten", "Dropout", "Identity", "Leaky", "Synaptic", "RLeaky", "Conv2d", "AvgPool2d",
+                    "SumPool2d", "Unflatten")
 _PASS_THROUGH = (nn.Flatten, nn.Dropout, nn.Identity)  # identity on flat spike vectors at inference
 _NEURONS = (snn.Leaky, snn.Synaptic, snn.RLeaky)
+
+
+def _two(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, tuple | list) else (int(v), int(v))
+
+
+class SumPool2d(nn.Module):
+    """Sum pooling (NIR's ``SumPool2d``; torch has none): ``AvgPool2d`` times the kernel area. Spikes
+    summed over a window keep integer synaptic input, which fixed-point kinds represent exactly."""
+
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
+        self.padding, self.ceil_mode = 0, False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kh, kw = _two(self.kernel_size)
+        return nn.functional.avg_pool2d(x, self.kernel_size, self.stride) * (kh * kw)
 
 
 class UserModelError(SpecError):
@@ -147,44 +167,112 @@ def _check_neuron(i: int, m: nn.Module) -> None:
         raise _refuse(i, m, "has a convolutional recurrent connection; only linear or one-to-one recurrence exports")
 
 
+def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _conv_shape(i: int, m: nn.Conv2d, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if m.in_channels != shape[0]:
+        raise _refuse(i, m, f"takes {m.in_channels} input channels but receives {shape[0]} ({list(shape)})")
+    if m.groups != 1 or m.padding_mode != "zeros":
+        raise _refuse(i, m, "needs groups=1 and padding_mode='zeros' (what NIR's Conv2d and the kinds map)")
+    if isinstance(m.padding, str):
+        pad = (0, 0) if m.padding == "valid" else tuple(d * (k - 1) // 2 for k, d in zip(m.kernel_size, m.dilation, strict=True))
+        if m.padding == "same" and any(k % 2 == 0 for k in m.kernel_size):
+            raise _refuse(i, m, "uses padding='same' with an even kernel (asymmetric padding); give padding as numbers")
+    else:
+        pad = tuple(m.padding)
+    h, w = (_conv_out(shape[1 + a], m.kernel_size[a], m.stride[a], pad[a], m.dilation[a]) for a in range(2))
+    if h < 1 or w < 1:
+        raise _refuse(i, m, f"kernel {list(m.kernel_size)} does not fit its {shape[1]}x{shape[2]} input")
+    return (m.out_channels, h, w)
+
+
+def _pool_shape(i: int, m: nn.Module, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    k, st = _two(m.kernel_size), _two(m.stride or m.kernel_size)
+    if any(_two(m.padding)) or m.ceil_mode or getattr(m, "divisor_override", None):
+        raise _refuse(i, m, "needs padding=0, ceil_mode=False and no divisor_override (NIR's pooling)")
+    h, w = (_conv_out(shape[1 + a], k[a], st[a], 0, 1) for a in range(2))
+    if h < 1 or w < 1:
+        raise _refuse(i, m, f"kernel {list(k)} does not fit its {shape[1]}x{shape[2]} input")
+    return (shape[0], h, w)
+
+
 def check_layers(net: nn.Module, n_in: int, n_out: int) -> None:
     """Refuse what the exporter cannot write, or sizes that do not fit the data, before training.
 
-    Layers must be pairs of ``Linear`` then a spiking neuron (``Flatten``/``Dropout``/``Identity`` may
-    sit anywhere: identity at inference); the first ``Linear`` takes ``n_in`` inputs, the last neuron
-    layer has ``n_out`` units."""
+    Layers are synapses (``Linear``, ``Conv2d``, ``AvgPool2d``/``SumPool2d``) each group followed by a
+    spiking neuron; two ``Linear`` in a row are refused (a pool between a neuron and the next conv or
+    linear belongs to that layer's synapses). ``Unflatten`` may only come first (it gives the flat
+    encoded features their ``[C, H, W]`` frame shape), ``Flatten``/``Dropout``/``Identity`` anywhere;
+    the first synapse takes ``n_in`` inputs, the last neuron layer has ``n_out`` units."""
     if not isinstance(net, nn.Sequential):
         raise UserModelError("model.module", f"the factory returned {type(net).__name__}, expected a "
                                              "torch.nn.Sequential of torch layers and snntorch neurons")
-    width, pending, neurons = n_in, None, 0
+    shape: tuple[int, ...] = (int(n_in),)
+    pending, pending_linear, neurons, seen = None, None, 0, False
     for i, m in enumerate(net):
+        width = int(np.prod(shape))
+        if isinstance(m, nn.Unflatten):
+            if seen or int(m.dim) != 1:
+                raise _refuse(i, m, "must be the first layer, as nn.Unflatten(1, (C, H, W)) (it shapes the encoded features)")
+            new = tuple(int(v) for v in m.unflattened_size)
+            if len(new) != 3 or int(np.prod(new)) != width:
+                raise _refuse(i, m, f"gives {list(new)} but the encoded dataset has {width} features; need [C, H, W] "
+                                    f"with C*H*W = {width}")
+            shape = new
+            continue
+        seen = True
+        if isinstance(m, nn.Flatten):
+            if int(m.start_dim) != 1 or int(m.end_dim) != -1:
+                raise _refuse(i, m, "must flatten everything but the batch (start_dim=1, end_dim=-1)")
+            shape = (width,)
+            continue
         if isinstance(m, _PASS_THROUGH):
             continue
+        if isinstance(m, nn.MaxPool2d):
+            raise _refuse(i, m, "is not supported by any kind (NIR has no max-pool node and no kind's neurons take a "
+                                f"max); use AvgPool2d or fabric.model.user.SumPool2d; supported layers: {list(SUPPORTED_LAYERS)}")
         if type(m) is nn.Linear:
-            if pending is not None:
-                raise _refuse(i, m, f"follows the Linear at layer {pending} without a neuron between; kinds map "
+            if pending_linear is not None:
+                raise _refuse(i, m, f"follows the Linear at layer {pending_linear} without a neuron between; kinds map "
                                     "Linear+neuron pairs")
+            if len(shape) != 1:
+                raise _refuse(i, m, f"receives a {list(shape)} signal; put nn.Flatten() before it")
             if m.in_features != width:
                 where = f"the encoded dataset has {width} features" if neurons == 0 else f"the layer before has {width}"
                 raise _refuse(i, m, f"takes {m.in_features} inputs but {where}")
-            width, pending = m.out_features, i
+            shape, pending, pending_linear = (m.out_features,), i, i
+            continue
+        if type(m) in (nn.Conv2d, nn.AvgPool2d, SumPool2d):
+            if len(shape) != 3:
+                raise _refuse(i, m, f"needs a [C, H, W] input but receives {list(shape)}; start the model with "
+                                    "nn.Unflatten(1, (C, H, W))")
+            shape = _conv_shape(i, m, shape) if type(m) is nn.Conv2d else _pool_shape(i, m, shape)
+            pending = i if pending is None else pending
             continue
         if type(m) in _NEURONS:
             if pending is None:
                 raise _refuse(i, m, "does not follow a Linear layer; kinds map Linear+neuron pairs")
             _check_neuron(i, m)
+            if type(m) is not snn.Leaky and len(shape) != 1:
+                raise _refuse(i, m, f"receives a {list(shape)} signal; Synaptic/RLeaky export on flat layers only "
+                                    "(use Leaky after Conv2d)")
             if type(m) is snn.RLeaky and isinstance(m.recurrent, nn.Linear) and m.recurrent.in_features != width:
                 raise _refuse(i, m, f"has linear_features={m.recurrent.in_features} but receives {width}")
-            pending, neurons = None, neurons + 1
+            pending, pending_linear, neurons = None, None, neurons + 1
             continue
         raise _refuse(i, m, f"is not supported; supported layers: {list(SUPPORTED_LAYERS)}")
     if pending is not None:
-        raise UserModelError("model.module", f"the Linear at layer {pending} feeds the output without a neuron; "
-                                             "the last layer must be a spiking neuron")
+        raise UserModelError("model.module", f"the {type(net[pending]).__name__} at layer {pending} feeds the output "
+                                             "without a neuron; the last layer must be a spiking neuron")
     if neurons == 0:
         raise UserModelError("model.module", "the model has no spiking neuron layer")
-    if width != n_out:
-        raise UserModelError("model.module", f"the model's output size is {width} but the dataset has {n_out} classes")
+    if len(shape) != 1:
+        raise UserModelError("model.module", f"the model's output is a {list(shape)} signal; end with "
+                                             "nn.Flatten(), nn.Linear(..., n_classes) and a neuron")
+    if shape[0] != n_out:
+        raise UserModelError("model.module", f"the model's output size is {shape[0]} but the dataset has {n_out} classes")
 
 
 # -- the time loop ------------------------------------------------------------------------------------
@@ -233,19 +321,31 @@ def _tau(decay: Any, n: int, dt: float, what: str) -> np.ndarray:
     return (dt / (1.0 - d)).astype(np.float32)
 
 
-def _lif(m: nn.Module, n: int, dt: float) -> nir.LIF:
+def _lif(m: nn.Module, n: int, dt: float, shape: tuple[int, ...] | None = None) -> nir.LIF:
+    shape = shape or (n,)
     tau = _tau(m.beta, n, dt, "beta")
-    return nir.LIF(tau=tau, r=(tau / dt).astype(np.float32), v_leak=np.zeros(n, np.float32),
-                   v_threshold=_per_neuron(m.threshold, n), v_reset=np.zeros(n, np.float32))
+    return nir.LIF(tau=tau.reshape(shape), r=(tau / dt).astype(np.float32).reshape(shape),
+                   v_leak=np.zeros(shape, np.float32), v_threshold=_per_neuron(m.threshold, n).reshape(shape),
+                   v_reset=np.zeros(shape, np.float32))
+
+
+def _np(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.detach().cpu().numpy().astype(np.float32)
 
 
 def export_sequential(model: SequentialSNN, dt: float = DEFAULT_DT,
                       metadata: dict[str, Any] | None = None) -> nir.NIRGraph:
-    """Write a type-checked NIR graph for a checked user Sequential (see the module docstring)."""
+    """Write a type-checked NIR graph for a checked user Sequential (see the module docstring).
+
+    Conv/pool layers keep their ``[C, H, W]`` types (``Unflatten`` first gives the Input node its frame
+    shape), so NIR type inference checks every spatial size."""
     check_layers(model.net, model.n_in, model.n_out)
-    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array([model.n_in])})}
+    first = model.net[0] if len(model.net) else None
+    shape: tuple[int, ...] = (tuple(int(v) for v in first.unflattened_size) if isinstance(first, nn.Unflatten)
+                              else (model.n_in,))
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array(shape)})}
     edges: list[tuple[str, str]] = []
-    prev, width = "input", model.n_in
+    prev = "input"
 
     def add(name: str, node: nir.NIRNode) -> None:
         nonlocal prev
@@ -254,17 +354,29 @@ def export_sequential(model: SequentialSNN, dt: float = DEFAULT_DT,
         prev = name
 
     for i, m in enumerate(model.net):
+        width = int(np.prod(shape))
         if isinstance(m, nn.Flatten):
-            add(f"flatten{i}", nir.Flatten(input_type={"input": np.array([width])}, start_dim=0, end_dim=-1))
+            add(f"flatten{i}", nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1))
+            shape = (width,)
         elif type(m) is nn.Linear:
-            w = m.weight.detach().cpu().numpy().astype(np.float32)
-            if m.bias is None:
-                add(f"fc{i}", nir.Linear(weight=w))
-            else:
-                add(f"fc{i}", nir.Affine(weight=w, bias=m.bias.detach().cpu().numpy().astype(np.float32)))
-            width = m.out_features
+            w = _np(m.weight)
+            add(f"fc{i}", nir.Linear(weight=w) if m.bias is None else nir.Affine(weight=w, bias=_np(m.bias)))
+            shape = (m.out_features,)
+        elif type(m) is nn.Conv2d:
+            out = _conv_shape(i, m, shape)
+            pad = m.padding if isinstance(m.padding, tuple) else _conv_pad(m)
+            bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_channels, np.float32)
+            add(f"conv{i}", nir.Conv2d(input_shape=(shape[1], shape[2]), weight=_np(m.weight), stride=tuple(m.stride),
+                                       padding=tuple(int(v) for v in pad), dilation=tuple(m.dilation), groups=1, bias=bias))
+            shape = out
+        elif type(m) in (nn.AvgPool2d, SumPool2d):
+            out = _pool_shape(i, m, shape)
+            cls = nir.AvgPool2d if type(m) is nn.AvgPool2d else nir.SumPool2d
+            add(f"pool{i}", cls(kernel_size=np.array(_two(m.kernel_size)), stride=np.array(_two(m.stride or m.kernel_size)),
+                                padding=np.array([0, 0])))
+            shape = out
         elif type(m) is snn.Leaky:
-            add(f"lif{i}", _lif(m, width, dt))
+            add(f"lif{i}", _lif(m, width, dt, shape))
         elif type(m) is snn.Synaptic:
             tau_mem = _tau(m.beta, width, dt, "beta")
             add(f"cuba{i}", nir.CubaLIF(tau_syn=_tau(m.alpha, width, dt, "alpha"), tau_mem=tau_mem,
@@ -274,14 +386,13 @@ def export_sequential(model: SequentialSNN, dt: float = DEFAULT_DT,
         elif type(m) is snn.RLeaky:
             add(f"rlif{i}", _lif(m, width, dt))
             if isinstance(m.recurrent, nn.Linear):
-                wr = m.recurrent.weight.detach().cpu().numpy().astype(np.float32)
-                br = (np.zeros(width, np.float32) if m.recurrent.bias is None
-                      else m.recurrent.bias.detach().cpu().numpy().astype(np.float32))
+                wr = _np(m.recurrent.weight)
+                br = np.zeros(width, np.float32) if m.recurrent.bias is None else _np(m.recurrent.bias)
             else:  # one-to-one: each neuron's own spike, scaled by V
                 wr, br = np.diag(_per_neuron(m.V, width)), np.zeros(width, np.float32)
             nodes[f"rec{i}"] = nir.Affine(weight=wr, bias=br)
             edges += [(prev, f"rec{i}"), (f"rec{i}", prev)]
-        # Dropout / Identity: identity at inference, nothing to write
+        # Unflatten (the Input's shape), Dropout / Identity: identity at inference, nothing to write
     add("output", nir.Output(output_type={"output": np.array([model.n_out])}))
     meta = {"dt": dt, "reset": "zero", "readout": "spike_count", "producer": "fabric.model.user.export_sequential",
             "factory": model.factory}
@@ -289,6 +400,12 @@ def export_sequential(model: SequentialSNN, dt: float = DEFAULT_DT,
     graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
     graph.infer_types()
     return graph
+
+
+def _conv_pad(m: nn.Conv2d) -> tuple[int, int]:
+    if m.padding == "valid":
+        return (0, 0)
+    return tuple(d * (k - 1) // 2 for k, d in zip(m.kernel_size, m.dilation, strict=True))  # type: ignore[return-value]
 
 
 # -- checkpoints --------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from fabric.store.registry import (  # noqa: F401
     ArtifactRecord,
     IntegrityError,
     Registry,
+    TenantError,
     code_version,
     sbom,
 )
@@ -32,6 +33,16 @@ from fabric.store.signing import (  # noqa: F401
     key_id_of,
     signing_key_path,
     trust_path,
+)
+from fabric.store.tenants import (  # noqa: F401
+    ENV_TENANT_KEY,
+    TenantCipher,
+    TenantCredential,
+    credential_path,
+    find_credential,
+    read_tenant_doc,
+    store_tenants,
+    write_tenant_doc,
 )
 
 __all__ = [
@@ -62,4 +73,13 @@ __all__ = [
     "fabric_home",
     "signing_key_path",
     "trust_path",
+    "TenantError",
+    "TenantCredential",
+    "TenantCipher",
+    "ENV_TENANT_KEY",
+    "credential_path",
+    "find_credential",
+    "read_tenant_doc",
+    "write_tenant_doc",
+    "store_tenants",
 ]

@@ -11,7 +11,11 @@ to the artifact it produced, which is how reruns skip finished stages.
 Tenants: ``Registry(store, tenant="a")`` keeps everything under ``tenants/a/``; the default tenant
 uses the store root (the original layout). Ids are validated as hex and keys are built only from
 the tenant prefix, so no API call reaches another tenant's artifacts; records carry their tenant
-(signed), so a record copied into another namespace is refused too.
+(signed), so a record copied into another namespace is refused too. A non-default tenant is opened
+only with its credential (see :mod:`fabric.store.tenants`): its bytes, records and cache entries are
+stored encrypted (AES-GCM) and ids stay the sha256 of the plaintext, verified after decrypting. The
+first write to a tenant not yet set up in the store issues its credential when this host holds the
+trust list's admin key (as ``fabric tenants create`` does); anyone else is refused.
 
 Concurrency: every write is atomic (see :mod:`fabric.store.backend`); same bytes give the same id and the
 same object, so concurrent writers of one artifact cannot corrupt it (the last valid record wins).
@@ -36,22 +40,33 @@ from pathlib import Path
 from typing import IO, Any
 
 from fabric.store.backend import Store
+from fabric.store.errors import IntegrityError, TenantError
 from fabric.store.signing import Keyring, SignatureError, Signer, canonical
+from fabric.store.tenants import (
+    ENV_TENANT_KEY,
+    TENANT_NAME_RE,
+    TenantCipher,
+    TenantCredential,
+    credential_path,
+    find_credential,
+    read_tenant_doc,
+    tenant_doc_key,
+    write_tenant_doc,
+)
 
-__all__ = ["Registry", "ArtifactRecord", "IntegrityError", "ArtifactNotFound", "code_version", "sbom", "KINDS",
-           "DEFAULT_TENANT"]
+__all__ = ["Registry", "ArtifactRecord", "IntegrityError", "TenantError", "ArtifactNotFound", "code_version", "sbom",
+           "KINDS", "DEFAULT_TENANT"]
 
 KINDS = ("dataset", "encoding", "model", "nir", "program", "report", "pareto", "sbom", "run", "deployment", "rollout",
-         "served-inputs", "drift")
+         "served-inputs", "drift", "zoo", "checkpoint")
 DEFAULT_TENANT = "default"
-_TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_TENANT_RE = TENANT_NAME_RE
 _CACHE_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 _HEX = frozenset("0123456789abcdef")
 log = logging.getLogger(__name__)
 
 
-class IntegrityError(RuntimeError):
-    """An artifact or its record failed verification (altered, truncated, unsigned, wrong tenant)."""
+_EMPTY = object()  # a tenant that is not set up and holds nothing: reads see no artifacts
 
 
 class ArtifactNotFound(KeyError):
@@ -136,7 +151,8 @@ class Registry:
     """Signed, content-addressed artifacts of one tenant in a :class:`~fabric.store.backend.Store`."""
 
     def __init__(self, store: Store | str | None = None, tenant: str | None = None, *,
-                 signing_key: str | Path | None = None, trusted_keys: Iterable[str] | None = None) -> None:
+                 signing_key: str | Path | None = None, trusted_keys: Iterable[str] | None = None,
+                 tenant_key: str | Path | None = None) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.tenant = tenant or os.environ.get("FABRIC_TENANT") or DEFAULT_TENANT
         if not _TENANT_RE.match(self.tenant):
@@ -147,11 +163,17 @@ class Registry:
         self.keyring = Keyring(self.store, None if trusted_keys is None else set(trusted_keys))
         self._signer: Signer | None = None
         self._sbom_id: str | None = None
+        self._tenant_key = tenant_key  # a token or a file path; None = $FABRIC_TENANT_KEY or the credential file
+        self._cipher: TenantCipher | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        # private keys are not pickled into Ray tasks: a worker loads the key from its configured path
+        # private keys are not pickled into Ray tasks: a worker loads the key from its configured path,
+        # and the tenant credential from its own environment (a file path given here travels, a token not)
         state = dict(self.__dict__)
         state["_signer"] = None
+        state["_cipher"] = None
+        if not isinstance(self._tenant_key, Path):
+            state["_tenant_key"] = None
         return state
 
     @property
@@ -172,6 +194,60 @@ class Registry:
 
     def _k(self, key: str) -> str:
         return self._prefix + key
+
+    # -- tenant credential ---------------------------------------------------------------------
+    def _access(self, write: bool = False) -> Any:
+        """The tenant's cipher (None for the default tenant, :data:`_EMPTY` for a tenant that is not set
+        up and holds nothing yet); TenantError if this caller may not open the tenant."""
+        if self.tenant == DEFAULT_TENANT:
+            return None
+        if self._cipher is not None:
+            return self._cipher
+        doc = read_tenant_doc(self.store, self.keyring, self.tenant)
+        cred = find_credential(self.tenant, self._tenant_key)
+        if doc is None:
+            if not write:
+                if not self.store.list(self._k("records")):
+                    return _EMPTY
+                raise TenantError(f"tenant {self.tenant!r} has artifacts in {self.store.url} but no admin-signed "
+                                  f"entry ({tenant_doc_key(self.tenant)}): refusing them; the admin re-issues it with "
+                                  f"`fabric tenants create {self.tenant} --store URL`")
+            cred = self._issue(cred)
+        elif doc["status"] == "revoked":
+            raise TenantError(f"tenant {self.tenant!r} in {self.store.url}: credential {doc['credential']} is revoked "
+                              "by the admin; ask the admin for access")
+        elif cred is None:
+            raise TenantError(f"tenant {self.tenant!r} in {self.store.url} needs its credential: set ${ENV_TENANT_KEY} "
+                              f"(the token or a file holding it) or put it at {credential_path(self.tenant)}; the admin "
+                              f"issues it with `fabric tenants create {self.tenant}`")
+        elif cred.credential_id != doc["credential"]:
+            raise TenantError(f"tenant {self.tenant!r} in {self.store.url}: the credential from {cred.source} (id "
+                              f"{cred.credential_id}) is not the one issued for it (id {doc['credential']})")
+        self._cipher = cred.cipher()
+        return self._cipher
+
+    def _issue(self, cred: TenantCredential | None) -> TenantCredential:
+        """First write to a tenant the store does not know: only the trust list's admin may set it up."""
+        signer = self.signer
+        tl = self.keyring.trust_list()
+        if tl is None or tl.admin != signer.key_id:
+            raise TenantError(f"tenant {self.tenant!r} is not set up in {self.store.url}: the admin issues its "
+                              f"credential with `fabric tenants create {self.tenant} --store URL`")
+        if cred is None:
+            cred = TenantCredential.generate(self.tenant)
+            path = cred.save()
+            log.warning("issued a credential for new tenant %r at %s (this host holds the admin key); hand it to "
+                        "the tenant via $%s", self.tenant, path, ENV_TENANT_KEY)
+        write_tenant_doc(self.store, signer, cred.credential_id, self.tenant)
+        return cred
+
+    def _seal(self, purpose: str, data: bytes) -> bytes:
+        c = self._access(write=True)
+        return data if c is None else c.seal(purpose, data)
+
+    def _unseal(self, purpose: str, raw: bytes, what: str) -> bytes:
+        c = self._access()
+        return raw if c is None or c is _EMPTY else c.open(purpose, raw, what)
 
     def _rkey(self, aid: str) -> str:
         return self._k(f"records/{aid}.json")
@@ -196,6 +272,7 @@ class Registry:
             raise ValueError(f"artifact kind {kind!r} is not one of {KINDS}")
         if not isinstance(name, str) or not name:
             raise ValueError("artifact name must be a non-empty string")
+        self._access(write=True)  # a tenant's credential is checked (or issued) before anything is written
         parent_ids = [self.record(p).id for p in parents]  # must exist and verify in this tenant
         signer = self.signer
         if kind != "sbom" and self._sbom_id is None:
@@ -203,9 +280,22 @@ class Registry:
         if isinstance(data, (bytes, bytearray, memoryview)):
             blob = bytes(data)
             aid, size = hashlib.sha256(blob).hexdigest(), len(blob)
-            self.store.write(self._okey(aid), blob)
-        else:
+            self.store.write(self._okey(aid), self._seal("object", blob))
+        elif (cipher := self._access(write=True)) is None:
             aid, size = self.store.write_hashed(self._k("objects"), _chunks(data), self._okey)
+        else:  # streamed and encrypted: the id is the plaintext's hash, known once the last chunk is sealed
+            plain = hashlib.sha256()
+            counted = [0]
+
+            def hashed(chunks: Iterator[bytes]) -> Iterator[bytes]:
+                for chunk in chunks:
+                    plain.update(chunk)
+                    counted[0] += len(chunk)
+                    yield chunk
+
+            self.store.write_hashed(self._k("objects"), cipher.seal_stream("object", hashed(_chunks(data))),
+                                    lambda _: self._okey(plain.hexdigest()))
+            aid, size = plain.hexdigest(), counted[0]
         try:
             return self._load_record(aid)
         except ArtifactNotFound:
@@ -220,7 +310,7 @@ class Registry:
         body["signature"] = signer.sign("record", body)
         rec = ArtifactRecord.from_dict(body)
         # the record is written last: an artifact is visible only once its bytes are complete
-        self.store.write(self._rkey(aid), json.dumps(body, sort_keys=True, indent=1).encode())
+        self.store.write(self._rkey(aid), self._seal("record", json.dumps(body, sort_keys=True, indent=1).encode()))
         return rec
 
     def _check_replace(self, exc: IntegrityError, replace_invalid: bool) -> None:
@@ -255,16 +345,21 @@ class Registry:
         return hits[0]
 
     def _record_names(self) -> list[str]:
+        if self._access() is _EMPTY:
+            return []
         names = (k.rsplit("/", 1)[-1] for k in self.store.list(self._k("records")))
         return [n for n in names if n.endswith(".json") and len(n) == 69 and _is_hex(n[:-5])]
 
     def _load_record(self, aid: str) -> ArtifactRecord:
         """Read and verify one record; ArtifactNotFound if absent, IntegrityError if it fails."""
+        if self._access() is _EMPTY:
+            raise ArtifactNotFound(f"no artifact {aid!r} in {self.url}")
         try:
             raw = self.store.read(self._rkey(aid))
         except FileNotFoundError:
             raise ArtifactNotFound(f"no artifact {aid!r} in {self.url}") from None
         what = f"record of artifact {aid[:12]} in {self.url}"
+        raw = self._unseal("record", raw, what)
         try:
             d = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -300,6 +395,7 @@ class Registry:
         except FileNotFoundError:
             raise IntegrityError(f"artifact {aid[:12]} in {self.url} refused: its record exists but its bytes are "
                                  "missing") from None
+        data = self._unseal("object", data, f"artifact {aid[:12]} in {self.url}")
         got = hashlib.sha256(data).hexdigest()
         if got != aid or len(data) != rec.size:
             raise IntegrityError(
@@ -313,6 +409,7 @@ class Registry:
 
     def verify(self, ref: str) -> dict[str, Any]:
         """Full check of one artifact: signed record, bytes, parents. Never raises for a bad artifact."""
+        self._access()  # a refused credential refuses the call, it is not one failing artifact
         aid = self.resolve(ref)
         out: dict[str, Any] = {"id": aid, "ok": False, "reason": "", "kind": None, "size": None, "signed_by": None}
         try:
@@ -381,12 +478,14 @@ class Registry:
         """Artifact id cached under ``key``, or None. An entry or artifact record that fails
         verification is a miss (with a warning): the stage recomputes and the put repairs it."""
         k = self._cache_key(key)
+        if self._access() is _EMPTY:
+            return None
         try:
             raw = self.store.read(k)
         except FileNotFoundError:
             return None
         try:
-            d = json.loads(raw)
+            d = json.loads(self._unseal("cache", raw, f"stage-cache entry {key[:16]}"))
             if not isinstance(d, dict):
                 raise ValueError("not a JSON object")
             sig = d.pop("signature", None)
@@ -405,7 +504,7 @@ class Registry:
     def cache_put(self, key: str, artifact_id: str) -> None:
         body: dict[str, Any] = {"key": key, "id": self.record(artifact_id).id, "tenant": self.tenant}
         body["signature"] = self.signer.sign("cache", body)
-        self.store.write(self._cache_key(key), canonical(body))
+        self.store.write(self._cache_key(key), self._seal("cache", canonical(body)))
 
 
 def _jsonable(o: Any) -> Any:

@@ -45,7 +45,8 @@ from fabric.store.backend import Store
 
 __all__ = ["Signer", "Keyring", "SignatureError", "TrustList", "TrustError", "canonical", "default_key_path",
            "fabric_home", "signing_key_path", "trust_path", "key_id_of", "is_key_id", "load_public_pem",
-           "ENV_KEY", "ENV_TRUSTED", "ENV_HOME", "ENV_TRUST", "ENV_TRUST_ADMIN", "STORE_TRUST_KEY"]
+           "ENV_KEY", "ENV_TRUSTED", "ENV_HOME", "ENV_TRUST", "ENV_TRUST_ADMIN", "STORE_TRUST_KEY", "sign_document",
+           "verify_document", "signature_path"]
 
 ENV_KEY = "FABRIC_SIGNING_KEY"
 ENV_TRUSTED = "FABRIC_TRUSTED_KEYS"
@@ -479,3 +480,66 @@ class Keyring:
                                  f"can run `fabric keys trust {key_id}`)")
         _verify_sig(public, key_id, domain, payload, signature)
         return key_id
+
+
+# -- detached signatures over admin documents (e.g. the quota policy) -------------------------------
+DOC_SIG_FORMAT = "fabric-docsig/v1"
+
+
+def signature_path(path: str | os.PathLike[str]) -> Path:
+    """Where a document's detached signature lives: ``<path>.sig`` beside it."""
+    p = Path(path)
+    return p.with_name(p.name + ".sig")
+
+
+def sign_document(path: str | os.PathLike[str], admin: Signer, purpose: str) -> Path:
+    """Sign the file's exact bytes for ``purpose`` with ``admin`` (which must be the trust list's admin);
+    writes and returns :func:`signature_path`."""
+    p = Path(path)
+    body = {"format": DOC_SIG_FORMAT, "purpose": purpose, "file": p.name,
+            "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+    body["signature"] = admin.sign("document", body)
+    out = signature_path(p)
+    _write_atomic(out, json.dumps(body, sort_keys=True, indent=1).encode() + b"\n", exclusive=False)
+    out.chmod(0o644)  # a signature is public
+    return out
+
+
+def verify_document(path: str | os.PathLike[str], purpose: str, trust: TrustList | None = None,
+                    data: bytes | None = None) -> str:
+    """Check ``<path>.sig`` against the file's bytes (or ``data``, the bytes the caller already read and
+    will use, so the checked and the used content are the same) and the trust list's admin key (not just
+    any trusted key: admin documents are the admin's); returns the admin key id. SignatureError naming
+    what fails."""
+    p = Path(path)
+    sp = signature_path(p)
+    what = f"{purpose} {p} refused"
+    tl = trust if trust is not None else TrustList.read(trust_path())
+    if tl is None:
+        raise SignatureError(f"{what}: there is no trust list ({trust_path()}) to check its signature against")
+    try:
+        raw = sp.read_bytes()
+    except OSError:
+        raise SignatureError(f"{what}: unsigned (no {sp.name}; the admin runs `fabric keys sign-policy {p}`)") from None
+    try:
+        d = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise SignatureError(f"{what}: {sp.name} is not valid JSON") from None
+    if not isinstance(d, dict) or d.get("format") != DOC_SIG_FORMAT:
+        raise SignatureError(f"{what}: {sp.name} is not a {DOC_SIG_FORMAT} signature")
+    sig = d.pop("signature", None)
+    if d.get("purpose") != purpose:
+        raise SignatureError(f"{what}: {sp.name} signs a {d.get('purpose')!r} document, not a {purpose!r}")
+    key = sig.get("key") if isinstance(sig, dict) else None
+    if key != tl.admin:
+        raise SignatureError(f"{what}: signed by key {key}, not by the trust list's admin {tl.admin}")
+    pub = load_public_pem(tl.admin_public.encode(), "the trust list's admin key")
+    _verify_sig(pub, tl.admin, "document", d, sig)
+    if data is None:
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            raise SignatureError(f"{what}: cannot read it ({exc.strerror or exc})") from None
+    if hashlib.sha256(data).hexdigest() != d.get("sha256"):
+        raise SignatureError(f"{what}: its content does not match {sp.name} (changed after the admin signed it)")
+    return tl.admin

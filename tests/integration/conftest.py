@@ -20,11 +20,11 @@ import pytest
 from tests.s3server import s3_endpoint, s3_url  # noqa: F401  (fixtures for the s3:// store tests)
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-DEVICES = {"loihi": 2, "akida": 1, "spinnaker": 1, "fpga": 1, "dynapse": 1}
+DEVICES = {"loihi": 2, "akida": 1, "spinnaker": 1, "fpga": 1, "dynapse": 1, "xylo": 1}
 # The session cluster is multi-node: the head advertises CPUs and no device resources; each worker node
 # (its own `ray start --address ... --block`, num-cpus 0) advertises the boards it hosts, so a device
 # actor can only land on the node that owns its kind. Together the groups advertise DEVICES.
-NODE_GROUPS = {"node-a": {"loihi": 2, "akida": 1}, "node-b": {"spinnaker": 1, "fpga": 1, "dynapse": 1}}
+NODE_GROUPS = {"node-a": {"loihi": 2, "akida": 1}, "node-b": {"spinnaker": 1, "fpga": 1, "dynapse": 1, "xylo": 1}}
 RAY = str(Path(sys.executable).with_name("ray"))
 # A test (with the set-up of the fixtures it is first to use) that runs longer than this fails with a
 # dump of every thread here, the board scheduler's state and the stacks of Ray's busy worker processes,

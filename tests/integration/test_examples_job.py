@@ -94,6 +94,12 @@ def test_example_runs_as_a_ray_job_and_reports_every_kind(ray_cluster, tmp_path,
     # the kinds without one say so
     assert report["golden"]["loihi"]["status"] in ("bit-exact", "mismatch", "unavailable")
     assert report["golden"]["akida"]["status"] == "bit-exact"
-    for kind in ("cpu", "spinnaker", "fpga", "dynapse"):
+    for kind in ("cpu", "spinnaker", "fpga"):
         if kind in report["golden"]:
             assert report["golden"][kind]["status"] == "no reference"
+    if "dynapse" in report["golden"]:  # Rockpool DynapSim (issue 16 item 3): a statistical verdict with its figures
+        g = report["golden"]["dynapse"]
+        assert g["status"] in ("statistical-pass", "statistical-fail") and {"rate_correlation", "class_agreement"} <= set(g["figures"])
+    if "loihi" in report["golden"]:  # SANA-FE beside the fabric's energy model (issue 16 item 4)
+        sf = report["golden"]["loihi"]["extra_reference"]["sanafe"]
+        assert {"energy_mj_sanafe", "energy_mj_fabric", "time_ms_sanafe", "time_ms_fabric", "ratio", "tolerance"} <= set(sf)

@@ -49,6 +49,28 @@ def test_registry_on_s3_is_signed_verified_and_tenant_isolated(s3_url):
         reg.record(m.id)
 
 
+
+def test_tenant_bytes_in_the_bucket_are_encrypted_and_need_the_credential(s3_url, tmp_path, monkeypatch):
+    from fabric.store.registry import TenantError
+    from fabric.store.tenants import ENV_TENANT_KEY, TenantCredential
+
+    monkeypatch.delenv(ENV_TENANT_KEY, raising=False)
+    secret = b"tenant-s3-secret" * 4096
+    a = Registry(s3_url, tenant="s3-a")  # this host is the admin: the first write issues the tenant
+    big = secret * 40  # > 1 MiB: several encrypted segments, streamed to the bucket
+    rec = a.put((big[i:i + (1 << 19)] for i in range(0, len(big), 1 << 19)), kind="model", name="s3-model")
+    assert a.get(rec.id) == big and Registry(s3_url, tenant="s3-a").get(rec.id) == big
+    fs = a.store.fs
+    for key in fs.find(f"{a.store.root}/tenants/s3-a"):
+        blob = fs.cat_file(key)
+        assert secret[:32] not in blob and b"s3-model" not in blob, key
+    other = tmp_path / "other.key"
+    TenantCredential.generate("s3-a").save(other)
+    monkeypatch.setenv(ENV_TENANT_KEY, str(other))
+    with pytest.raises(TenantError, match="is not the one issued"):
+        Registry(s3_url, tenant="s3-a").get(rec.id)
+
+
 _WRITER = """
 import json, sys
 from fabric.store.registry import Registry

@@ -118,7 +118,7 @@ def test_slurm_script_lints_and_starts_one_worker_per_kind(tmp_path):
     bin_.mkdir()
     log = tmp_path / "calls.log"
     stubs = {
-        "scontrol": "printf 'n0\\nn1\\nn2\\nn3\\nn4\\nn5\\n'",
+        "scontrol": "printf 'n0\\nn1\\nn2\\nn3\\nn4\\nn5\\nn6\\n'",
         "srun": f'echo "srun $*" >> {log}; if [ "${{@: -2:1}}" = hostname ]; then echo 10.0.0.1; fi',
         "ray": f'echo "ray $*" >> {log}',
         "py": f'echo "py $*" >> {log}',
@@ -126,7 +126,7 @@ def test_slurm_script_lints_and_starts_one_worker_per_kind(tmp_path):
     for name, body in stubs.items():
         (bin_ / name).write_text(f"#!/bin/bash\n{body}\n")
         (bin_ / name).chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_}:{os.environ['PATH']}", SLURM_JOB_NODELIST="n[0-5]", SLURM_CPUS_PER_TASK="4",
+    env = dict(os.environ, PATH=f"{bin_}:{os.environ['PATH']}", SLURM_JOB_NODELIST="n[0-6]", SLURM_CPUS_PER_TASK="4",
                FABRIC_RAY=str(bin_ / "ray"), FABRIC_PYTHON=str(bin_ / "py"), FABRIC_START_WAIT_S="0")
     r = subprocess.run(["bash", str(script), "examples/digits.yaml"], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=60)
@@ -137,7 +137,7 @@ def test_slurm_script_lints_and_starts_one_worker_per_kind(tmp_path):
     assert len(head) == 1 and "--resources={}" in head[0] and "-w n0" in head[0]
     workers = {ln.split(" -w ")[1].split()[0]: json.loads(ln.split("--resources=")[1].split(" --")[0])
                for ln in starts if "--head" not in ln}
-    assert sorted(workers) == ["n1", "n2", "n3", "n4", "n5"]
+    assert sorted(workers) == ["n1", "n2", "n3", "n4", "n5", "n6"]  # one per kind with a board
     hosted: dict[str, int] = {}
     for res in workers.values():
         for k, v in res.items():
@@ -145,9 +145,9 @@ def test_slurm_script_lints_and_starts_one_worker_per_kind(tmp_path):
     assert hosted == embedded_resources()
     assert "py -m apps.pipeline examples/digits.yaml --store" in calls
 
-    env["NODE_RESOURCES"] = '{"loihi": 2};{"akida": 1};' * 4  # 8 groups on 6 nodes: refused, one line
+    env["NODE_RESOURCES"] = '{"loihi": 2};{"akida": 1};' * 4  # 8 groups on 7 nodes: refused, one line
     r = subprocess.run(["bash", str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "need 9 nodes, got 6" in r.stderr
+    assert r.returncode == 2 and "need 9 nodes, got 7" in r.stderr
 
 
 def test_shipped_configs_bind_the_dashboard_to_loopback():

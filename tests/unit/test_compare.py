@@ -25,7 +25,7 @@ def rnn() -> tuple[nir.NIRGraph, np.ndarray, np.ndarray]:
 
 
 def test_parse_kinds():
-    assert parse_kinds("all") == ["cpu", "loihi", "akida", "spinnaker", "fpga", "dynapse"]
+    assert parse_kinds("all") == ["cpu", "loihi", "akida", "spinnaker", "fpga", "dynapse", "xylo"]
     assert parse_kinds("fpga, cpu,fpga") == ["fpga", "cpu"]
     with pytest.raises(ValueError, match="unknown device kind.*'tpu'"):
         parse_kinds("cpu,tpu")

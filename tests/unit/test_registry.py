@@ -340,7 +340,10 @@ def test_cli_registry_tenant_verify_and_refusals(store_dir, capsys):
     assert main(["registry", "cat", rec.id[:10], "--store", store_dir, "--tenant", "lab-a"]) == 4
     assert "corrupt" in capsys.readouterr().err
     r = _rec(a, rec.id)
-    r.write_text(r.read_text().replace('"name": "m"', '"name": "n"'))
+    # a tenant's records are encrypted at rest: edit the plaintext as a holder of lab-a's credential (but
+    # of no trusted signing key) could, and seal it again; the signature still catches the edit
+    c = a._access()
+    r.write_bytes(c.seal("record", c.open("record", r.read_bytes(), "record").replace(b'"name": "m"', b'"name": "n"')))
     assert main(["registry", "ls", "--store", store_dir, "--tenant", "lab-a"]) == 4
     out = capsys.readouterr()
     assert "1 refused" in out.out and "signature" in out.err

@@ -51,3 +51,47 @@ def test_gate_worst_ci_takes_the_conservative_side_per_direction():
     assert K.gates(spec, row, stats) == {"accuracy": False, "energy": False}
     with pytest.raises(ValueError, match="kpis.on"):
         K.gates({"on": "median"}, row, stats)
+
+
+# -- the run summary and the dashboard read the repeats section (issue #19 items 2 and 4) ------------------
+def _report(with_repeats: bool = True) -> dict:
+    kinds = {"loihi": {"accuracy": K.repeat_stats([0.94, 0.95, 0.952]) | {"values": [0.94, 0.95, 0.952]},
+                       "energy_mj": K.repeat_stats([1e-3, 1.2e-3, 1.1e-3]) | {"values": [1e-3, 1.2e-3, 1.1e-3]}}}
+    rep = {"kpis": [{"kind": "loihi", "status": "ok", "emulated": True, "accuracy": 0.94, "energy_mj": 1e-3,
+                     "passed": True, "gates": {"accuracy": True}},
+                    {"kind": "akida", "status": "does not fit", "reason": "too big"}]}
+    if with_repeats:
+        rep["repeats"] = {"n": 3, "confidence": 0.95, "seeds": [0, 1, 2], "kinds": kinds, "notes": {}}
+    return rep
+
+
+def test_interval_text_and_repeats_section():
+    st = K.repeat_stats([0.94, 0.95, 0.952])
+    assert K.fmt_interval(st) == f"{st['mean']:.3f} ± {st['std']:.3f} [{st['lower_ci']:.3f}, {st['upper_ci']:.3f}]"
+    text = K.format_repeats(_report()["repeats"])
+    assert text.startswith("repeats (3 seeds [0, 1, 2], mean ± std [95% Student-t CI], test split):")
+    assert f"loihi: accuracy {K.fmt_interval(st)}" in text
+    assert K.gates_on_note("lower_ci", False).startswith("gates on: point estimate (kpis.on: lower_ci needs repeats")
+    assert K.gates_on_note("lower_ci", True) == "gates on: lower_ci of the repeated-seed interval"
+    assert K.gates_on_note("mean", False) == ""
+
+
+def test_dashboard_intervals_table_and_error_bars():
+    from apps._dashboard import _data as D
+
+    rep = _report()
+    iv = D.kpi_intervals(rep).set_index(["kind", "metric"])
+    acc = rep["repeats"]["kinds"]["loihi"]["accuracy"]
+    assert list(iv.index) == [("loihi", "accuracy"), ("loihi", "energy_mj")]
+    assert iv.loc[("loihi", "accuracy"), "n"] == 3 and iv.loc[("loihi", "accuracy"), "ci_low"] == acc["lower_ci"]
+    assert iv.loc[("loihi", "accuracy"), "interval"] == K.fmt_interval(acc)
+    cmp = D.comparison(rep).set_index(["kind", "metric"])
+    assert cmp.loc[("loihi", "accuracy"), "value"] == 0.94  # the bar stays the run's own figure
+    assert cmp.loc[("loihi", "accuracy"), "ci_high"] == acc["upper_ci"]
+    assert cmp.loc[("loihi", "energy_mj"), "mean"] == pytest.approx(1.1e-3)
+    kp = D.run_kpis(rep).set_index("kind")
+    assert kp.loc["loihi", "accuracy ±CI"] == K.fmt_interval(acc)
+    # one seed: no interval columns, NaN error bars, an empty intervals table
+    plain = _report(with_repeats=False)
+    assert D.kpi_intervals(plain).empty and "accuracy ±CI" not in D.run_kpis(plain)
+    assert D.comparison(plain)["ci_low"].isna().all()

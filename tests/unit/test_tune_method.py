@@ -23,6 +23,7 @@ from tune import (
     select_per_kind,
     with_validation,
 )
+from tune._space import candidate_spec
 
 BASE = {"name": "t", "dataset": {"name": "digits", "limit": 60}, "encoder": {"name": "rate", "timesteps": 8},
         "model": {"hidden": [16]}, "train": {"epochs": 1, "device": "cpu"}, "targets": ["loihi", "fpga"], "seed": 1}
@@ -208,3 +209,172 @@ def test_pareto_artifact_records_splits_and_one_front_per_kind(tmp_path, capsys)
     assert main(["tune", "--from", pid[:12], "--select", "latency_ms<30", *store]) == 0
     text = capsys.readouterr().out
     assert "loihi: row 0" in text and "fpga: row 2" in text and "test acc" in text
+
+
+# -- search-space additions (issue #19 item 3): each value changes what is trained or exported ------------
+def _trained_weights(spec, seed_data=0):
+    from fabric.data.datasets import load_builtin
+    from fabric.flow.stages import encode_inputs
+    from fabric.model.train import train_model
+
+    ds = load_builtin("digits", 60)
+    spikes, _ = encode_inputs(spec, ds.x, ds.classes)
+    res = train_model(spec, spikes, ds.y, 10, progress=False)
+    return spikes, np.concatenate([fc.weight.detach().numpy().ravel() for fc in res.model.fcs])
+
+
+def test_space_samples_the_new_dimensions_and_candidates_apply_them():
+    from tune._space import make_space_fn
+
+    spec = parse_spec(BASE | {"search_space": {"encoder": ["rate", "latency"], "sparsity_kind": ["unstructured",
+                                                                                                "structured"],
+                                               "rate_reg": {"low": 0.0, "high": 2.0},
+                                               "exit_reg": {"low": 0.0, "high": 1.0},
+                                               "early_exit_patience": [2, 4]}})
+    seen: dict = {}
+
+    class Trial:
+        def suggest_categorical(self, name, choices):
+            seen[name] = list(choices)
+            return choices[0]
+
+        def suggest_float(self, name, low, high, log=False):
+            seen[name] = (low, high)
+            return low
+
+    make_space_fn(spec.search_space)(Trial())
+    assert seen == {"encoder": ["rate", "latency"], "sparsity_kind": ["unstructured", "structured"],
+                    "rate_reg": (0.0, 2.0), "exit_reg": (0.0, 1.0), "early_exit_patience": [2, 4]}
+    cand = candidate_spec(spec, {"encoder": "latency", "rate_reg": 0.5, "exit_reg": 0.25, "early_exit_patience": 4,
+                                 "sparsity_kind": "structured"})
+    assert (cand.encoder.name, cand.encoder.params, cand.train.rate_reg, cand.train.exit_reg,
+            cand.early_exit.patience) == ("latency", {}, 0.5, 0.25, 4)
+
+
+def test_encoder_choice_changes_the_spikes_and_the_weights():
+    spec = parse_spec(BASE)
+    a_spikes, a = _trained_weights(candidate_spec(spec, {"encoder": "rate"}))
+    b_spikes, b = _trained_weights(candidate_spec(spec, {"encoder": "latency"}))
+    assert not np.array_equal(a_spikes, b_spikes) and not np.allclose(a, b)
+
+
+@pytest.mark.parametrize("term", ["rate_reg", "exit_reg"])
+def test_loss_terms_change_the_trained_weights(term):
+    spec = parse_spec(BASE)
+    _, w0 = _trained_weights(candidate_spec(spec, {term: 0.0}))
+    _, w0_again = _trained_weights(candidate_spec(spec, {term: 0.0}))
+    _, w1 = _trained_weights(candidate_spec(spec, {term: 1.0}))
+    assert np.array_equal(w0, w0_again)  # seeded: the difference is the term's, not noise
+    assert not np.allclose(w0, w1)
+
+
+def test_rate_reg_lowers_the_spike_rate_and_exit_penalty_rewards_early_right_counts():
+    import torch
+
+    from fabric.model.train import early_exit_penalty, rate_penalty
+
+    spk = torch.zeros(4, 1, 3)
+    early, late = spk.clone(), spk.clone()
+    early[0, 0, 1] = 1.0  # the right class (1) spikes at the first step
+    late[3, 0, 1] = 1.0  # ... at the last step
+    y = torch.tensor([1])
+    assert early_exit_penalty(early, y) < early_exit_penalty(late, y)
+    assert rate_penalty(early) == rate_penalty(late) == pytest.approx(1 / 12)
+    # a run trained with rate_reg spikes less on its training data than the same run without it
+    from fabric.data.datasets import load_builtin
+    from fabric.flow.stages import encode_inputs
+    from fabric.model.train import train_model
+
+    spec = parse_spec(BASE | {"train": {"epochs": 2, "device": "cpu"}})
+    ds = load_builtin("digits", 60)
+    x, _ = encode_inputs(spec, ds.x, ds.classes)
+    rates = []
+    for reg in (0.0, 20.0):
+        m = train_model(candidate_spec(spec, {"rate_reg": reg}), x, ds.y, 10, progress=False).model
+        with torch.no_grad():
+            rates.append(float(m(torch.as_tensor(x, dtype=torch.float32).transpose(0, 1))[0].mean()))
+    assert rates[1] < rates[0]
+
+
+def test_structured_sparsity_removes_neurons_unstructured_keeps_the_shape():
+    from fabric.model.snn import LifMLP
+    from tune._space import compress, is_structured
+
+    def net():
+        import torch
+
+        torch.manual_seed(0)
+        return LifMLP(8, [10], 3, 0.9, 1.0)
+
+    un = compress(net(), None, 0.5, is_structured({"sparsity_kind": "unstructured"}))
+    st = compress(net(), None, 0.5, is_structured({"sparsity_kind": "structured"}))
+    assert un.fcs[0].weight.shape == (10, 8) and int((un.fcs[0].weight == 0).sum()) == 40
+    assert st.fcs[0].weight.shape == (5, 8) and st.fcs[1].weight.shape == (3, 5)
+    assert int((st.fcs[0].weight == 0).sum()) == 0
+
+
+def test_new_search_dimensions_refuse_bad_values_one_line():
+    from fabric.spec import SpecError
+
+    for space, match in [({"encoder": ["nope"]}, r"search_space\.encoder: .*unknown encoder 'nope'"),
+                         ({"rate_reg": {"low": 0.0, "high": 100.0 + 1e-9}}, r"search_space\.rate_reg: .*inside \[0, 100"),
+                         ({"early_exit_patience": [0]}, r"early_exit_patience\[0\] must be in 1\.\.10000"),
+                         ({"sparsity_kind": ["blocky"]}, r"search_space\.sparsity_kind\[0\]: Input should be .unstructured."),
+                         ({"encoder": ["rate"], "encoder_params": {"gain": [1.0]}}, r"search_space\.encoder: searching")]:
+        with pytest.raises(SpecError, match=match):
+            parse_spec(BASE | {"search_space": space})
+    assert parse_spec(BASE | {"search_space": {"rate_reg": {"low": 0.0, "high": 100.0}}})
+    with pytest.raises(SpecError, match=r"train\.rate_reg: Input should be less than or equal to 100"):
+        parse_spec(BASE | {"train": {"rate_reg": 100.5}})
+
+
+# -- --repeats for the front's models (issue #19 item 2) ---------------------------------------------------
+def test_front_models_repeated_with_more_seeds_on_test(tmp_path):
+    from fabric.data.datasets import load_builtin
+    from fabric.flow import stages
+    from fabric.kpis import repeat_stats
+    from fabric.store.registry import Registry
+    from tune._repeats import repeat_front
+    from tune._run import store_pareto
+
+    reg = Registry(str(tmp_path / "store"))
+    spec = parse_spec(BASE)
+    ds = load_builtin("digits", 60)
+    splits, _ = with_validation(np.where(np.arange(60) % 4 == 0, "test", "train").astype(object), ds.y, 1)
+    config = {"hidden": "16", "weight_bits": 8}
+    cand = candidate_spec(spec, config)
+    spikes, meta = stages.encode_inputs(cand, ds.x, ds.classes)
+    enc = stages.put_encoding(reg, cand, spikes, ds.y, splits, meta, parents=[], name="t/rate")
+    rows = [{"trial_id": "a", "config": config, "kind": k, "status": "ok", "encoding_id": enc.id,
+             "metrics": {"accuracy": 0.5, "latency_ms": 1.0, "energy_mj": 0.1, "footprint_kb": 2.0},
+             "test_metrics": {"accuracy": 0.25, "latency_ms": 1.0, "energy_mj": 0.1, "footprint_kb": 2.0}}
+            for k in ("loihi", "fpga")]
+    rows.append({**rows[0], "trial_id": "b", "kind": "loihi"})  # not picked: no repeats
+    summary = repeat_front(reg, spec, rows, [0, 1], ds.x, ds.y, splits, list(ds.classes), n=2,
+                           pool=SharedLocalPool, log=lambda _: None)
+    assert summary == {"n": 2, "confidence": 0.95, "seeds": [1, 2], "split": "test"}
+    for r in rows[:2]:
+        acc = r["repeats"]["accuracy"]
+        assert acc["n"] == 2 and acc["values"][0] == 0.25  # repeat 0 = the row's own test figure
+        assert acc == repeat_stats(acc["values"]) | {"values": acc["values"]}
+        assert set(r["repeats"]) == {"accuracy", "latency_ms", "energy_mj", "footprint_kb"}
+        assert r["repeats"]["energy_mj"]["values"][1] != 0.1  # the second seed was really measured
+    assert "repeats" not in rows[2]
+    pid, _ = store_pareto(reg, spec, "exp", rows, [0, 1], enc.id, repeats=summary)
+    doc = reg.get_json(pid)
+    assert doc["repeats"] == summary and doc["trials"][0]["repeats"] == rows[0]["repeats"]
+    from tune.cli import format_rows
+
+    assert "repeated seeds (test split, mean ± std [CI]):" in format_rows(doc["trials"], [0, 1])
+    # one seed: nothing re-trained
+    assert repeat_front(reg, spec, rows, [0], ds.x, ds.y, splits, list(ds.classes), n=1,
+                        pool=SharedLocalPool)["n"] == 1
+
+
+def test_tune_repeats_out_of_range_is_refused_before_any_cluster():
+    from tune._run import TuneError, run_tune
+
+    with pytest.raises(TuneError, match=r"repeats: must be in 1\.\.50, got 51"):
+        run_tune(parse_spec(BASE), None, repeats=51)
+    with pytest.raises(TuneError, match=r"repeats: must be in 1\.\.50, got 0"):
+        run_tune(parse_spec(BASE), None, repeats=0)

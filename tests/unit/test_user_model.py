@@ -292,7 +292,7 @@ def test_module_that_does_not_exist(local, tmp_path):
 def test_layer_refusals_name_position_and_list():
     z = {"init_hidden": True, "reset_mechanism": "zero"}
     cases = [
-        (nn.Sequential(nn.Conv2d(1, 2, 3), snn.Leaky(beta=0.9, output=True, **z)), "layer 0 (Conv2d) is not supported"),
+        (nn.Sequential(nn.GRU(8, 3), snn.Leaky(beta=0.9, output=True, **z)), "layer 0 (GRU) is not supported"),
         (nn.Sequential(nn.Linear(8, 4), nn.Linear(4, 3), snn.Leaky(beta=0.9, output=True, **z)),
          "layer 1 (Linear) follows the Linear at layer 0 without a neuron"),
         (nn.Sequential(nn.Linear(8, 3), snn.Synaptic(alpha=0.5, beta=0.9, output=True, **z)),
