@@ -2,11 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Iterator
+
 import numpy as np
 
 from fabric.ir.lowering import Layer
 
-__all__ = ["layers_to_arrays", "arrays_to_layers", "check_input"]
+__all__ = ["layers_to_arrays", "arrays_to_layers", "check_input", "native_stdout_to_stderr"]
+
+_FD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def native_stdout_to_stderr() -> Iterator[None]:
+    """Send what native code writes to file descriptor 1 to stderr while the block runs.
+
+    Why: vendor engines written in C++ (SANA-FE's ``Executed steps: [n/N]`` progress line) print on
+    the process's stdout, which ``fabric run --json`` keeps for its one JSON document. Both paths are
+    turned: fd 1 (plain ``printf``/``std::cout``) and ``sys.stdout`` (pybind11's ostream redirect).
+    """
+    with _FD_LOCK:
+        sys.stdout.flush()
+        try:
+            saved = os.dup(1)
+        except OSError:  # no fd 1 (embedded interpreters): nothing to guard
+            yield
+            return
+        try:
+            os.dup2(2, 1)
+            with contextlib.redirect_stdout(sys.stderr):  # pybind11 engines may route std::cout via sys.stdout
+                yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def layers_to_arrays(layers: list[Layer]) -> tuple[dict[str, np.ndarray], list[dict]]:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from actors.base.common import native_stdout_to_stderr
 from actors.base.energy import DeviceConstants
 from actors.loihi.fixed import CoreMap, FixedLayer, effective_bias, effective_weights
 
@@ -250,7 +251,8 @@ def simulate(layers: list[FixedLayer], placement: Placement, x: np.ndarray) -> d
     chip = _sanafe().SpikingChip(arch)  # a fresh chip per network: reset() + load() leaks state on 2.2.9
     chip.load(net)
     steps = int(x.shape[0])
-    res = chip.sim(steps, spike_trace=True)
+    with native_stdout_to_stderr():  # its C++ progress line would corrupt `fabric run --json`
+        res = chip.sim(steps, spike_trace=True)
     rasters = [np.zeros((steps, fl.n_out), dtype=np.uint8) for fl in layers]
     index = {f"l{k}": k for k in range(len(layers))}
     for t, step in enumerate(res["spike_trace"]):

@@ -137,3 +137,17 @@ def test_fabric_raster_comparison_uses_the_emulator_raster() -> None:
     pl = S.place(6, cores)
     want = S.energy_from_counts(S.event_counts(layers, pl, xp[0], [r[0] for r in em.rasters], C), C)["total"]
     assert b["energy_mj_fabric"] == pytest.approx(want * 1e3) and b["time_ms_fabric"] == pytest.approx(1e-3)
+
+
+def test_sanafe_progress_line_stays_off_stdout(capfd: pytest.CaptureFixture[str]) -> None:
+    # SANA-FE's C++ prints "Executed steps: [n/N]" on fd 1; `fabric run --json` keeps stdout for its one JSON
+    # document, so the engine's output must land on stderr (the integration tier parsed it and failed).
+    rng = np.random.default_rng(3)
+    layers, n_in = _random_net(rng)
+    pl = S.place(n_in, map_cores([(f.name, f.n_in, f.n_out) for f in layers], 8))
+    print("before", flush=True)
+    S.simulate(layers, pl, (rng.random((6, n_in)) < 0.3).astype(np.uint8))
+    print("after", flush=True)
+    out, err = capfd.readouterr()
+    assert out == "before\nafter\n"
+    assert "Executed steps" in err
