@@ -178,7 +178,11 @@ def _normalize(ds: Dataset, splits: np.ndarray, mode: Normalize) -> Dataset:
         raise DataError(f"normalize must be one of ['per_channel', 'global', 'none'], got {mode!r}")
     lo = train.min(axis=axes, keepdims=True)
     hi = train.max(axis=axes, keepdims=True)
-    xn = np.clip((x - lo) / np.maximum(hi - lo, 1e-12), 0.0, 1.0).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        xn = np.clip((x - lo) / np.maximum(hi - lo, 1e-12), 0.0, 1.0).astype(np.float32)
+    if not np.isfinite(xn).all():  # a range wider than float32 holds (|x| near 3.4e38) overflows hi - lo
+        raise DataError(f"samples span [{float(train.min()):g}, {float(train.max()):g}], too wide to normalize "
+                        "in float32; rescale them before ingesting")
     out = ds.take(slice(None))
     out.x = xn
     out.preprocessing = dict(ds.preprocessing) | {"normalize": mode, "stats_from": "train split",
@@ -313,10 +317,13 @@ def read_ts(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             if header.get("timestamps", "false").lower() == "true":
                 raise DataError(f"{p}: @timeStamps true is not supported (resample to equal steps first)")
             parts = line.split(":")
-            has_label = header.get("classlabel", "false").split()[0].lower() == "true"
-            if not has_label:
+            declared = header.get("classlabel", "false").split()
+            if not declared or declared[0].lower() != "true":
                 raise DataError(f"{p}: @classLabel false: a dataset needs class labels")
             dims, label = parts[:-1], parts[-1].strip()
+            if len(declared) > 1 and label not in declared[1:]:
+                raise DataError(f"{p}:{lineno}: class label {label[:40]!r} is not among the declared "
+                                f"@classLabel values {declared[1:][:20]}")
             try:
                 series = [[float("nan") if v.strip() in ("?", "NaN", "") else float(v) for v in d.split(",")]
                           for d in dims]
@@ -356,6 +363,10 @@ def ingest(source: str | Path, *, name: str | None = None, fmt: str = "auto",
            channels: list[str] | None = None, layout: Layout = "auto") -> Dataset:
     """Read a file into a raw :class:`Dataset` (values not yet normalized; use :func:`prepare`).
 
+    A file the parsers cannot read (truncated zip, garbled Parquet footer, a .npy header that is not
+    one) is refused as a :class:`DataError` naming the file and the parser's reason in one line,
+    never the parser's own exception (tests/unit/test_fuzz_datasets.py).
+
     * ``.npz``: samples under x/X/data/features, labels under y/labels/target; optional ``split``,
       ``classes``, ``channels``, ``sampling_rate_hz`` entries.
     * ``.npy``: samples only; labels from ``labels`` (array or .npy path).
@@ -367,7 +378,23 @@ def ingest(source: str | Path, *, name: str | None = None, fmt: str = "auto",
 
     ``[N, C, T]`` arrays are time series unless ``layout='static'``; more dims are flattened.
     """
-    path = Path(source)
+    where = str(source)
+    try:
+        return _ingest(Path(source), name=name, fmt=fmt, labels=labels, label_column=label_column,
+                       split_column=split_column, test=test, sampling_rate_hz=sampling_rate_hz, channels=channels,
+                       layout=layout)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - parsers raise BadZipFile, EOFError, OSError, ArrowInvalid, TokenError ...
+        text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        fmt_name = fmt if fmt != "auto" else Path(source).suffix.lstrip(".") or "data"
+        raise DataError(f"{where}: not a readable {fmt_name} file ({type(exc).__name__}"
+                        + (f": {text[:200]}" if text else "") + ")") from None
+
+
+def _ingest(path: Path, *, name: str | None, fmt: str, labels: str | Path | np.ndarray | None,
+            label_column: str | None, split_column: str, test: str | Path | None, sampling_rate_hz: float | None,
+            channels: list[str] | None, layout: Layout) -> Dataset:
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     kind = _detect(path, fmt)
@@ -406,6 +433,8 @@ def ingest(source: str | Path, *, name: str | None = None, fmt: str = "auto",
             if b"fabric" in (table.schema.metadata or {}):
                 ds, sp = from_parquet_bytes(path.read_bytes())
                 ds.splits = sp
+                if isinstance(ds.x, np.ndarray):
+                    ds.x = _finite(ds.x, where)
                 return ds
         else:
             import pyarrow.csv as pacsv
@@ -415,7 +444,7 @@ def ingest(source: str | Path, *, name: str | None = None, fmt: str = "auto",
             except pa.ArrowInvalid as exc:
                 raise DataError(f"{where}: not a readable CSV ({exc})") from None
         x, y, classes, splits, feat_names = _from_table(table, where, label_column, split_column)
-        return Dataset(name=name or path.stem, x=_layout(x, layout, where), y=y, classes=classes, sampling_rate_hz=rate,
+        return Dataset(name=name or path.stem, x=_finite(_layout(np.asarray(x), layout, where), where), y=y, classes=classes, sampling_rate_hz=rate,
                        source=f"{kind} file {path.name}", channels=channels or feat_names, splits=splits)
     else:  # ts
         x, raw = read_ts(path)
