@@ -46,7 +46,7 @@ from fabric.store.backend import Store
 __all__ = ["Signer", "Keyring", "SignatureError", "TrustList", "TrustError", "canonical", "default_key_path",
            "fabric_home", "signing_key_path", "trust_path", "key_id_of", "is_key_id", "load_public_pem",
            "ENV_KEY", "ENV_TRUSTED", "ENV_HOME", "ENV_TRUST", "ENV_TRUST_ADMIN", "STORE_TRUST_KEY", "sign_document",
-           "verify_document", "signature_path"]
+           "verify_document", "signature_path", "split_signed"]
 
 ENV_KEY = "FABRIC_SIGNING_KEY"
 ENV_TRUSTED = "FABRIC_TRUSTED_KEYS"
@@ -95,6 +95,22 @@ def load_public_pem(pem: bytes, what: str) -> Ed25519PublicKey:
     if not isinstance(pub, Ed25519PublicKey):
         raise SignatureError(f"{what}: expected an Ed25519 public key, got {type(pub).__name__}")
     return pub
+
+
+def split_signed(raw: bytes, fmt: str, what: str, error: type[Exception]) -> tuple[dict[str, Any], Any]:
+    """A signed JSON document's body and its ``signature`` field, or ``error`` saying what is wrong.
+
+    Why one function: trust lists, admin document signatures and tenant entries are all JSON objects
+    tagged with a ``format`` and carrying a ``signature``; parsing them one way keeps the refusals alike.
+    """
+    try:
+        d = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise error(f"{what}: not valid JSON (truncated or altered)") from None
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        raise error(f"{what}: not a {fmt} document")
+    sig = d.pop("signature", None)
+    return d, sig
 
 
 def fabric_home() -> Path:
@@ -296,13 +312,7 @@ class TrustList:
     def parse(cls, raw: bytes, source: str, pinned_admin: str | None = None) -> TrustList:
         """Parse and verify a signed trust list; TrustError saying what is wrong."""
         what = f"trust list {source} refused"
-        try:
-            d = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise TrustError(f"{what}: not valid JSON (truncated or altered)") from None
-        if not isinstance(d, dict) or d.get("format") != TRUST_FORMAT:
-            raise TrustError(f"{what}: not a {TRUST_FORMAT} document")
-        sig = d.pop("signature", None)
+        d, sig = split_signed(raw, TRUST_FORMAT, what, TrustError)
         admin = d.get("admin")
         if not isinstance(admin, str) or not is_key_id(admin) or not isinstance(d.get("admin_public"), str):
             raise TrustError(f"{what}: no valid admin key")
@@ -521,13 +531,7 @@ def verify_document(path: str | os.PathLike[str], purpose: str, trust: TrustList
         raw = sp.read_bytes()
     except OSError:
         raise SignatureError(f"{what}: unsigned (no {sp.name}; the admin runs `fabric keys sign-policy {p}`)") from None
-    try:
-        d = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise SignatureError(f"{what}: {sp.name} is not valid JSON") from None
-    if not isinstance(d, dict) or d.get("format") != DOC_SIG_FORMAT:
-        raise SignatureError(f"{what}: {sp.name} is not a {DOC_SIG_FORMAT} signature")
-    sig = d.pop("signature", None)
+    d, sig = split_signed(raw, DOC_SIG_FORMAT, f"{what}: {sp.name}", SignatureError)
     if d.get("purpose") != purpose:
         raise SignatureError(f"{what}: {sp.name} signs a {d.get('purpose')!r} document, not a {purpose!r}")
     key = sig.get("key") if isinstance(sig, dict) else None

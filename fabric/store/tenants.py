@@ -37,7 +37,14 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from fabric.store.backend import Store
 from fabric.store.errors import IntegrityError, TenantError
-from fabric.store.signing import Keyring, SignatureError, Signer, _write_atomic, fabric_home
+from fabric.store.signing import (
+    Keyring,
+    SignatureError,
+    Signer,
+    _write_atomic,
+    fabric_home,
+    split_signed,
+)
 
 __all__ = ["ENV_TENANT_KEY", "TenantCredential", "TenantCipher", "TenantError", "credential_path",
            "find_credential", "tenant_doc_key", "read_tenant_doc", "write_tenant_doc", "store_tenants",
@@ -258,13 +265,7 @@ def read_tenant_doc(store: Store, keyring: Keyring, tenant: str) -> dict[str, An
     except FileNotFoundError:
         return None
     what = f"tenant entry {key} in {store.url} refused"
-    try:
-        d = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise TenantError(f"{what}: not valid JSON (truncated or altered)") from None
-    if not isinstance(d, dict) or d.get("format") != DOC_FORMAT:
-        raise TenantError(f"{what}: not a {DOC_FORMAT} document")
-    sig = d.pop("signature", None)
+    d, sig = split_signed(raw, DOC_FORMAT, what, TenantError)
     try:
         key_id = keyring.verify("tenant", d, sig)
     except SignatureError as exc:
