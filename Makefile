@@ -8,16 +8,17 @@ PY := $(VENV)/bin/python
 INTEGRATION_LIMIT_S ?= 2700
 PIP := $(VENV)/bin/pip
 LAVA_VENV := toolchains/lava/.venv
+SPINN_VENV := toolchains/spinnaker/.venv
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 PY310 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.10.*/bin/python) $(shell command -v python3.10))
 SPEC ?= examples/digits.yaml
 
-.PHONY: setup setup-main setup-lava chromium demo test test-unit test-integration lint bench clean help
+.PHONY: setup setup-main setup-lava setup-spinnaker chromium demo test test-unit test-integration lint bench zoo clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
-setup: setup-main setup-lava  ## create both environments (main Python 3.11 + Lava toolchain 3.10)
+setup: setup-main setup-lava setup-spinnaker  ## create the environments (main 3.11, Lava toolchain 3.10, sPyNNaker toolchain 3.11)
 
 setup-main: $(VENV)/.ready
 $(VENV)/.ready: requirements.lock pyproject.toml
@@ -37,6 +38,16 @@ $(LAVA_VENV)/.ready: toolchains/lava/requirements.lock
 	$(LAVA_VENV)/bin/pip install -q --upgrade pip; \
 	$(LAVA_VENV)/bin/pip install -q -r toolchains/lava/requirements.lock; \
 	touch $@; echo "[setup] lava toolchain ready in $$(( $$(date +%s) - start ))s"
+
+# sPyNNaker 1!7.4.1 (virtual-board fit check for spinnaker) in its own venv: it pulls PyNN, neo, scipy,
+# matplotlib and reads its config from HOME (toolchains/spinnaker/home, set by actors/spinnaker/reference.py)
+setup-spinnaker: $(SPINN_VENV)/.ready
+$(SPINN_VENV)/.ready: toolchains/spinnaker/requirements.lock
+	@start=$$(date +%s); \
+	test -x $(SPINN_VENV)/bin/python || $(PYTHON) -m venv $(SPINN_VENV); \
+	$(SPINN_VENV)/bin/pip install -q --upgrade pip; \
+	$(SPINN_VENV)/bin/pip install -q -r toolchains/spinnaker/requirements.lock; \
+	touch $@; echo "[setup] spinnaker toolchain ready in $$(( $$(date +%s) - start ))s"
 
 demo: setup  ## set up, then run the main job on examples/digits.yaml (SPEC=... to change)
 	@start=$$(date +%s); \
@@ -65,5 +76,23 @@ lint: setup-main
 bench: setup  ## run every benchmark (prints ratios)
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
+# the three use cases whose models `make zoo` publishes (entry name = the file's stem); not run in CI
+ZOO_SPECS ?= examples/digits.yaml examples/har.yaml examples/gesture.yaml
+
+zoo: setup-main  ## run each example and publish its model to the model zoo (entry = example name), then list
+	@mkdir -p .fabric; \
+	for spec in $(ZOO_SPECS); do \
+	  name=$$(basename $$spec .yaml); \
+	  $(VENV)/bin/fabric run $$spec --json > .fabric/zoo-$$name.json; rc=$$?; \
+	  if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then echo "[zoo] $$spec: fabric run failed (exit $$rc)"; exit $$rc; fi; \
+	  id=$$($(PY) -c 'import json, sys; print(json.load(open(sys.argv[1]))["report_id"])' .fabric/zoo-$$name.json) || exit 1; \
+	  if $(VENV)/bin/fabric zoo show $$name --json 2>/dev/null | $(PY) -c 'import json, sys; sys.exit(json.load(sys.stdin)["report_id"] != sys.argv[1])' $$id 2>/dev/null; then \
+	    echo "[zoo] $$name: run $${id:0:12} is already the newest version"; \
+	  else \
+	    $(VENV)/bin/fabric zoo publish $$id --name $$name || exit 1; \
+	  fi; \
+	done; \
+	$(VENV)/bin/fabric zoo ls
+
 clean:
-	rm -rf $(VENV) $(LAVA_VENV) .fabric
+	rm -rf $(VENV) $(LAVA_VENV) $(SPINN_VENV) .fabric

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from fabric.records import Telemetry
+from fabric.records import Telemetry
 
 __all__ = [
     "KPI", "Measurements", "METRICS", "KPIS", "by_name", "objective_kpis", "alias_metrics", "objectives",
     "thresholds", "gates", "fmt_value", "row_from_telemetry", "per_inference", "objective_metrics", "aliased",
     "format_kpi_table", "GATE_ON", "repeat_stats", "fmt_interval", "format_repeats", "gates_on_note",
+    "row_bands", "per_inference_bands", "ranking_claims", "fmt_band", "band_lines",
 ]
 
 
@@ -40,6 +40,7 @@ class Measurements:
     labels: np.ndarray
     device_ms: Sequence[float]  # per-inference device times: the latency distribution
     host_ms: Sequence[float]  # per-inference host compute times
+    probe: Sequence[Telemetry] = ()  # the batch-1 latency probe runs (one sample each), if any
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +66,9 @@ class KPI:
     fmt: str
     compact: str  # markdown and the compare table
     md_header: str | None = None  # markdown report column; None: not in that table
+    # the [low, high] band of a modelled figure: band(m, 0) / band(m, 1) evaluate the same figure on the
+    # telemetry's band ends (actors.base.energy.banded); None: the figure has no band
+    band: Callable[[Measurements, int], float] | None = None
 
     @property
     def mode(self) -> Literal["max", "min"]:
@@ -119,8 +123,36 @@ def _accuracy(m: Measurements) -> float:
     return float(np.mean(m.predictions == m.labels))
 
 
+def _band_end(t: Telemetry, key: str, point: float, end: int) -> float:
+    b = (getattr(t, "bands", None) or {}).get(key)
+    return float(b[end]) if b else float(point)
+
+
+def _energy_regime(m: Measurements) -> tuple[Sequence[Telemetry], int]:
+    """The runs energy per inference is taken from: for a host-timed kind (not emulated: its time is
+    measured wall time) the batch-1 latency probe, so energy and latency share one regime (no batch-1
+    latency beside batch-amortised energy); for emulated kinds the evaluation batches (their modelled
+    per-sample cost does not depend on the batch)."""
+    if m.probe and not m.telemetry[0].emulated:
+        return m.probe, sum(max(int(t.samples), 1) for t in m.probe)
+    return m.telemetry, m.samples
+
+
 def _energy(m: Measurements) -> float:
-    return sum(t.energy_j for t in m.telemetry) / m.samples * 1e3
+    tel, n = _energy_regime(m)
+    return sum(t.energy_j for t in tel) / n * 1e3
+
+
+def _energy_band(m: Measurements, end: int) -> float:
+    tel, n = _energy_regime(m)
+    return sum(_band_end(t, "energy_j", t.energy_j, end) for t in tel) / n * 1e3
+
+
+def _latency_band(q: float) -> Callable[[Measurements, int], float]:
+    def band(m: Measurements, end: int) -> float:
+        return _percentile([_band_end(t, "device_time_s", t.device_time_s, end) / max(int(t.samples), 1) * 1e3
+                            for t in m.probe], q)
+    return band
 
 
 def _spikes(m: Measurements) -> float:
@@ -140,15 +172,15 @@ METRICS: tuple[KPI, ...] = (
         bound="min_accuracy", alias="accuracy", live="accuracy_feedback", live_from="feedback",
         header="accuracy", width=9, fmt=".3f", compact=".3f", md_header="accuracy"),
     KPI(name="latency_p50", label="latency p50", unit="ms", better="lower", row_field="latency_p50_ms",
-        compute=lambda m: _percentile(m.device_ms, 50), bound="max_latency_p50_ms", alias="latency_ms",
+        compute=lambda m: _percentile(m.device_ms, 50), band=_latency_band(50), bound="max_latency_p50_ms", alias="latency_ms",
         alias_label="latency / inference", alias_header="latency ms", live="p50_ms", basis="latency", wide=True,
         header="lat p50 ms", width=12, fmt=".4f", compact=".4g", md_header="latency p50 ms"),
     KPI(name="latency_p99", label="latency p99", unit="ms", better="lower", row_field="latency_p99_ms",
-        compute=lambda m: _percentile(m.device_ms, 99), bound="max_latency_p99_ms", live="p99_ms", basis="latency",
+        compute=lambda m: _percentile(m.device_ms, 99), band=_latency_band(99), bound="max_latency_p99_ms", live="p99_ms", basis="latency",
         wide=True, header="lat p99 ms", width=12, fmt=".4f", compact=".4g", md_header="latency p99 ms"),
     KPI(name="host_p50", label="host compute p50", unit="ms", better="lower", row_field="host_p50_ms",
         compute=lambda m: _percentile(m.host_ms, 50), header="host p50 ms", width=12, fmt=".3f", compact=".3f"),
-    KPI(name="energy", label="energy / inference", unit="mJ", better="lower", row_field="energy_mj", compute=_energy,
+    KPI(name="energy", label="energy / inference", unit="mJ", better="lower", row_field="energy_mj", compute=_energy, band=_energy_band,
         bound="max_energy_mj", alias="energy_mj", live="energy_mj_per_inference", basis="modelled", wide=True,
         header="energy mJ", width=12, fmt=".5f", compact=".4g", md_header="energy mJ (modelled)"),
     KPI(name="spikes", label="spikes / inference", unit="", better="lower", row_field="spikes_per_inference",
@@ -259,6 +291,35 @@ def gates(kpi_spec: Any, row: Any, stats: Mapping[str, Mapping[str, float]] | No
     return out
 
 
+def fmt_band(row: Any, field_name: str, fmt: str = ".4g") -> str:
+    """``value [low, high]`` of a banded field of ``row`` (just the value when it has no band)."""
+    v, lo, hi = _get(row, field_name), _get(row, f"{field_name}_low"), _get(row, f"{field_name}_high")
+    if v is None:
+        return "-"
+    if lo is None or hi is None:
+        return format(v, fmt)
+    return f"{format(v, fmt)} [{format(lo, fmt)}, {format(hi, fmt)}]"
+
+
+def band_lines(rows: Sequence[Any], field_of: str = "row_field") -> list[str]:
+    """One line per ok row: each banded KPI as ``value [low, high]`` with its basis, and the kind's
+    time mode (what its latency means: docs/measurement.md)."""
+    lines = []
+    for r in rows:
+        if _get(r, "status") not in (None, "ok"):
+            continue
+        basis = _get(r, "basis") or {}
+        cells = []
+        for k in METRICS:
+            name = k.row_field if field_of == "row_field" else k.alias
+            if k.band is None or name is None or _get(r, name) is None or _get(r, f"{name}_low") is None:
+                continue
+            cells.append(f"{k.label} {fmt_band(r, name)} {k.unit} ({basis.get(k.name, k.basis)})")
+        if cells:
+            lines.append(f"  {_get(r, 'kind')} [time mode {_get(r, 'time_mode') or '?'}]: " + "; ".join(cells))
+    return lines
+
+
 def fmt_value(v: float | None, fmt: str) -> str:
     """A value in ``fmt``, ``-`` when it was not measured."""
     return "-" if v is None else format(v, fmt)
@@ -270,9 +331,88 @@ def row_from_telemetry(telemetry: Sequence[Telemetry], probe: Sequence[Telemetry
     ``row_field`` and ``sources``. ``telemetry`` is one per evaluation batch, ``probe`` one per batch-1
     latency probe; early exit and the row's kind and status are the caller's."""
     m = Measurements(telemetry=telemetry, samples=len(labels), predictions=predictions, labels=labels,
-                     device_ms=[t.device_time_s * 1e3 for t in probe], host_ms=[t.host_latency_s * 1e3 for t in probe])
+                     device_ms=[t.device_time_s * 1e3 for t in probe], host_ms=[t.host_latency_s * 1e3 for t in probe],
+                     probe=probe)
     return ({"emulated": telemetry[0].emulated} | {k.row_field: k.compute(m) for k in METRICS}
             | {"sources": dict(telemetry[0].sources)})
+
+
+def _kind_facts(telemetry: Telemetry) -> tuple[str, dict[str, str]]:
+    """The kind's declared time mode and each KPI's measured/modelled basis (capabilities; a kind the
+    registry does not know gets the telemetry's ``emulated`` flag)."""
+    from fabric.kinds import UnknownKindError, capabilities
+
+    try:
+        mode = capabilities(telemetry.kind).time_mode
+        basis = {k.name: k.basis_for(telemetry.kind) for k in METRICS}
+    except UnknownKindError:
+        mode = "host" if not telemetry.emulated else "unknown"
+        basis = {k.name: k.basis if k.basis in ("measured", "modelled")
+                 else ("modelled" if telemetry.emulated else "measured") for k in METRICS}
+    return mode, basis
+
+
+def row_bands(telemetry: Sequence[Telemetry], probe: Sequence[Telemetry]) -> dict[str, Any]:
+    """The band fields of a stored evaluation row: ``<row_field>_low``/``_high`` of each banded KPI
+    (same regime as the point figure), the kind's ``time_mode`` and each KPI's ``basis``
+    (``measured``/``modelled``)."""
+    m = Measurements(telemetry=telemetry, samples=sum(max(int(t.samples), 1) for t in telemetry),
+                     predictions=np.zeros(0), labels=np.zeros(0), device_ms=[], host_ms=[], probe=probe)
+    out: dict[str, Any] = {}
+    for k in METRICS:
+        if k.band is not None:
+            out[f"{k.row_field}_low"], out[f"{k.row_field}_high"] = k.band(m, 0), k.band(m, 1)
+    mode, basis = _kind_facts(telemetry[0])
+    return out | {"time_mode": mode, "basis": basis}
+
+
+def per_inference_bands(telemetry: Telemetry) -> dict[str, Any]:
+    """``<alias>_low``/``_high`` of each banded KPI for one run's batch (compare rows; the batch is the
+    regime of both latency and energy there), plus ``time_mode`` and ``basis``."""
+    one = Telemetry.from_dict(telemetry.to_dict() | {"samples": max(int(telemetry.samples), 1)})
+    out = {}
+    m = Measurements(telemetry=[one], samples=one.samples, predictions=np.zeros(0), labels=np.zeros(0),
+                     device_ms=[], host_ms=[], probe=[one])
+    for k in METRICS:
+        if k.band is not None and k.alias is not None:
+            if k.name == "energy":
+                lo, hi = (sum(_band_end(t, "energy_j", t.energy_j, e) for t in [one]) / one.samples * 1e3
+                          for e in (0, 1))
+            else:
+                lo, hi = k.band(m, 0), k.band(m, 1)
+            out[f"{k.alias}_low"], out[f"{k.alias}_high"] = lo, hi
+    mode, basis = _kind_facts(telemetry)
+    return out | {"time_mode": mode, "basis": basis}
+
+
+def ranking_claims(rows: Sequence[Any], alias: str) -> list[str]:
+    """The ranking sentences for one KPI: kinds ordered by their point figure, and for each neighbour
+    pair "X beats Y on <kpi>" only where their bands do not overlap, else "overlapping bands: no
+    ranking". Why: a modelled figure is only as good as its constants; a gap inside the band is noise.
+    Rows are dicts or objects with ``kind``, ``<alias>`` and optionally ``<alias>_low``/``_high``."""
+    k = by_name(alias)
+    have = [r for r in rows if _get(r, alias) is not None and _get(r, "status") in (None, "ok")]
+    if len(have) < 2:
+        return []
+
+    def band(r: Any) -> tuple[float, float]:
+        v = float(_get(r, alias))
+        lo, hi = _get(r, f"{alias}_low"), _get(r, f"{alias}_high")
+        return (v if lo is None else float(lo)), (v if hi is None else float(hi))
+
+    order = sorted(have, key=lambda r: float(_get(r, alias)), reverse=k.better == "higher")
+    what = k.alias_label or k.label
+    lines = []
+    for a, b in zip(order, order[1:], strict=False):
+        (alo, ahi), (blo, bhi) = band(a), band(b)
+        apart = ahi < blo if k.better == "lower" else alo > bhi
+        if apart:
+            lines.append(f"{_get(a, 'kind')} beats {_get(b, 'kind')} on {what} "
+                         f"([{alo:.4g}, {ahi:.4g}] vs [{blo:.4g}, {bhi:.4g}] {k.unit})")
+        else:
+            lines.append(f"{_get(a, 'kind')} vs {_get(b, 'kind')} on {what}: overlapping bands: no ranking "
+                         f"([{alo:.4g}, {ahi:.4g}] vs [{blo:.4g}, {bhi:.4g}] {k.unit})")
+    return lines
 
 
 def per_inference(telemetry: Telemetry, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -313,11 +453,24 @@ def format_kpi_table(rows: Sequence[Any]) -> str:
                          f"timesteps saved, accuracy {_get(r, 'accuracy'):.3f} -> {_get(r, 'early_exit_accuracy'):.3f}")
     lines.append("latency = device time per inference (modelled for emulated kinds, measured for cpu); "
                  "energy is modelled for every kind.")
+    bands = band_lines(rows)
+    if bands:
+        lines.append("bands [low, high] (the same model at its constants' band ends; docs/measurement.md):")
+        lines.extend(bands)
+        for alias in ("energy_mj", "latency_ms"):
+            field_name = by_name(alias).row_field
+            lines.extend("  " + c for c in ranking_claims([_as_alias(r, field_name, alias) for r in rows], alias))
     for r in rows:  # per-constant sources stay in the report artifact and `fabric devices --json`
         for what, src in sorted((_get(r, "sources") or {}).items()):
             if not what.startswith("const."):
                 lines.append(f"  {_get(r, 'kind')} {what}: {src[:160]}")
     return "\n".join(lines)
+
+
+def _as_alias(row: Any, field_name: str, alias: str) -> dict[str, Any]:
+    """A stored row's banded field under its alias (what :func:`ranking_claims` reads)."""
+    return {"kind": _get(row, "kind"), "status": _get(row, "status"), alias: _get(row, field_name),
+            f"{alias}_low": _get(row, f"{field_name}_low"), f"{alias}_high": _get(row, f"{field_name}_high")}
 
 
 def fmt_interval(st: Mapping[str, Any], fmt: str = ".3f") -> str:

@@ -157,6 +157,9 @@ class Telemetry:
     footprint_bytes: int
     energy_breakdown_j: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    # [low, high] of modelled figures for the whole batch (device_time_s, energy_j, static_j, dynamic_j):
+    # the same model at the constants' band ends (actors.base.energy.banded); empty: no band known
+    bands: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from fabric.kpis import KPI, METRICS, objective_kpis
+from fabric.kpis import KPI, METRICS, fmt_band, objective_kpis, ranking_claims
 
-__all__ = ["render_markdown", "render_kpi_png", "PANELS", "figure_basis"]
+__all__ = ["render_markdown", "render_kpi_png", "PANELS", "figure_basis", "band_section"]
 
 # (row field, title, unit) per objective KPI; a figure modelled for every kind says so in its title
 PANELS = tuple((m.row_field, m.label + (" (modelled)" if m.basis == "modelled" else ""), m.unit)
@@ -55,6 +55,12 @@ def render_kpi_png(kpis: list[dict[str, Any]], title: str, compression: dict[str
         kinds = [r["kind"] for r in rows]
         vals = [r.get(key) or 0.0 for r in rows]
         bars = ax.bar(kinds, vals, color="#4c72b0")
+        if any(r.get(f"{key}_low") is not None for r in rows):  # the constants' band as error bars
+            below = [max(v - (r.get(f"{key}_low") if r.get(f"{key}_low") is not None else v), 0.0)
+                     for v, r in zip(vals, rows, strict=True)]
+            above = [max((r.get(f"{key}_high") if r.get(f"{key}_high") is not None else v) - v, 0.0)
+                     for v, r in zip(vals, rows, strict=True)]
+            ax.errorbar(kinds, vals, yerr=[below, above], fmt="none", ecolor="#222", capsize=3, linewidth=1)
         for b, r in zip(bars, rows, strict=True):
             if figure_basis(m, r) == "modelled":  # per figure: cpu energy is modelled, its latency measured
                 b.set_hatch("//")
@@ -62,7 +68,8 @@ def render_kpi_png(kpis: list[dict[str, Any]], title: str, compression: dict[str
         if key in _WIDE and vals and min(v for v in vals if v > 0) > 0 and max(vals) / max(min(v for v in vals if v > 0), 1e-12) > 100:
             ax.set_yscale("log")
         ax.tick_params(axis="x", rotation=30)
-    fig.suptitle(f"{title} — hatched: modelled figure (energy: every kind; latency: emulated kinds)", fontsize=10)
+    fig.suptitle(f"{title} — hatched: modelled figure (energy: every kind; latency: emulated kinds); "
+                 "error bars: constants' band", fontsize=10)
     return fig_png(fig)
 
 
@@ -84,6 +91,33 @@ def _dataset_ref(d: dict[str, Any]) -> str:
     return f"version:{d['version']}" if d.get("version") else f"path:{d.get('path')}"
 
 
+def band_section(kpis: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: each ok row's time mode and banded figures ``value [low, high]`` with their basis,
+    then the ranking sentences (made only where bands do not overlap). Empty when no row has a band."""
+    rows = [r for r in kpis if r.get("status") == "ok" and r.get("energy_mj_low") is not None]
+    if not rows:
+        return []
+    banded = [m for m in METRICS if m.band is not None]
+    lines = ["", "## Bands and time modes", "",
+             "Each modelled figure is the same model evaluated at its constants' low/high band ends "
+             "(protocol: docs/measurement.md).", "",
+             "| kind | time mode | " + "".join(f"{m.label} {m.unit} [low, high] | " for m in banded),
+             "|" + "---|" * (len(banded) + 2)]
+    for r in rows:
+        lines.append(f"| {r['kind']} | {r.get('time_mode') or '-'} | "
+                     + "".join(f"{fmt_band(r, m.row_field)} ({figure_basis(m, r)}) | " for m in banded))
+    claims = []
+    for m in METRICS:
+        if m.band is not None and m.alias is not None:
+            as_alias = [{"kind": r["kind"], "status": "ok", m.alias: r.get(m.row_field),
+                         f"{m.alias}_low": r.get(f"{m.row_field}_low"), f"{m.alias}_high": r.get(f"{m.row_field}_high")}
+                        for r in rows]
+            claims += ranking_claims(as_alias, m.alias)
+    if claims:
+        lines += ["", "Ranking (only where bands do not overlap):", "", *(f"- {c}" for c in claims)]
+    return lines
+
+
 def render_markdown(report: dict[str, Any], png_id: str | None = None) -> str:
     spec = report["spec"]
     lines = [f"# KPI report — {spec['name']}", "",
@@ -99,6 +133,7 @@ def render_markdown(report: dict[str, Any], png_id: str | None = None) -> str:
         lat, en = figure_basis(_LATENCY, r), figure_basis(_ENERGY, r)
         lines.append(f"| {r['kind']} | {'emulated' if r['emulated'] else 'host'}: latency {lat}, energy {en} | "
                      + "".join(f"{format(r[m.row_field], m.compact)} | " for m in _MD) + f"{gates} |")
+    lines += band_section(report["kpis"])
     dep = report.get("deployments") or {}
     lines += ["", "**Deployed** (all gates pass): " + (", ".join(f"{k} (`{v[:12]}`)" for k, v in dep.items()) or "none")]
     held = [r["kind"] for r in report["kpis"] if r["kind"] not in dep]

@@ -41,6 +41,7 @@ __all__ = [
     "GoldenSpec",
     "FloatRange",
     "SearchSpaceSpec",
+    "ServeSpec",
     "load_spec",
     "parse_spec",
 ]
@@ -106,8 +107,8 @@ class DatasetSpec(_Strict):
     name: str | None = Field(None, description="built-in dataset name, e.g. 'digits' or 'basic_motions'")
     version: str | None = Field(None, description="dataset artifact id or unique hex prefix (>= 6 chars)")
     path: str | None = Field(None, description="a file or fsspec URL (s3://bucket/x.parquet) to ingest")
-    format: Literal["auto", "npz", "npy", "parquet", "csv", "ts"] = Field(
-        "auto", validate_default=True, description="file format of path (auto: from the extension)")
+    format: Literal["auto", "npz", "npy", "parquet", "csv", "ts", "events"] = Field(
+        "auto", validate_default=True, description="file format of path (auto: from the extension; .zip = events)")
     labels: str | None = Field(None, description="labels file (.npy, path or URL) for a path without labels")
     label_column: str | None = Field(None, description="label column of a CSV/Parquet path")
     split_column: str = Field("split", min_length=1, description="column/entry holding train/val/test, if any")
@@ -115,6 +116,12 @@ class DatasetSpec(_Strict):
     sampling_rate_hz: float | None = Field(None, gt=0.0)
     channels: list[str] | None = None
     layout: Literal["auto", "static", "timeseries"] = "auto"
+    sensor_size: list[int] | None = Field(None, min_length=2, max_length=2,
+                                          description="event archive: sensor [width, height] (else from file headers)")
+    time_unit: Literal["us", "ms", "ns", "s"] = Field("us", description="event archive: unit of the recordings' t")
+    duration_us: int | None = Field(None, gt=0, le=3_600_000_000, description="event archive: sample window (us)")
+    transforms: list[dict[str, Any]] | None = Field(
+        None, max_length=16, description="event archive: tonic transforms in order, e.g. [{denoise: 10000}]")
     normalize: Literal["per_channel", "global", "none"] = Field(
         "per_channel", description="min-max to [0, 1] with training-split statistics (path only)")
     test_fraction: float = Field(0.25, gt=0.0, lt=1.0)
@@ -159,7 +166,7 @@ class DatasetSpec(_Strict):
         from fabric.data.datasets import FORMATS
 
         ext = path.rstrip("/").rsplit("/", 1)[-1].rpartition(".")[2].lower() if "." in path else ""
-        if ext not in (*FORMATS, "pq"):
+        if ext not in (*FORMATS, "pq", "zip"):
             raise ValueError(f"cannot tell the format of {path!r} from its extension; give one of {list(FORMATS)}")
         return v
 
@@ -171,8 +178,22 @@ class DatasetSpec(_Strict):
             raise ValueError(f"give exactly one of name (built-in), version (stored dataset) or path (file/URL); {got}")
         return self
 
+    @field_validator("sensor_size")
+    @classmethod
+    def _sensor(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and not all(0 < int(d) <= 4096 for d in v):
+            raise ValueError(f"must be [width, height], integers in 1..4096, got {v}")
+        return v
+
+    @field_validator("transforms")
+    @classmethod
+    def _transforms(cls, v: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        from fabric.data.eventfiles import check_transforms
+
+        return None if v is None else check_transforms(v)  # EventFileError is a ValueError naming the entry
+
     @field_validator("labels", "label_column", "split_column", "test", "sampling_rate_hz", "channels", "layout",
-                     "normalize")
+                     "normalize", "sensor_size", "time_unit", "duration_us", "transforms")
     @classmethod
     def _path_only(cls, v: Any, info: ValidationInfo) -> Any:
         if info.data.get("path") is None and v != DatasetSpec.model_fields[str(info.field_name)].default:
@@ -202,7 +223,7 @@ class DatasetSpec(_Strict):
 
 
 _PATH_OPTIONS = ("format", "labels", "label_column", "split_column", "test", "sampling_rate_hz", "channels", "layout",
-                 "normalize")
+                 "normalize", "sensor_size", "time_unit", "duration_us", "transforms")
 _OPTIONAL_DATASET_FIELDS = frozenset(("name", "version", "path", *_PATH_OPTIONS))
 
 
@@ -259,6 +280,10 @@ class ModelSpec(_Strict):
     hidden: list[int] = Field(default_factory=lambda: [64], min_length=1)
     beta: float = Field(0.9, gt=0.0, lt=1.0, description="membrane decay per step")
     threshold: float = Field(1.0, gt=0.0, le=MAX_THRESHOLD)
+    # issue #19 item 3: one leak / threshold per layer (hidden layers, then the output layer)
+    betas: list[float] | None = Field(None, min_length=1, description="per-layer beta (hidden..., output); replaces beta")
+    thresholds: list[float] | None = Field(None, min_length=1,
+                                           description="per-layer threshold (hidden..., output); replaces threshold")
     nir: str | None = Field(None, min_length=1, description="pre-trained NIR graph: path, fsspec URL or nir artifact id")
     module: str | None = Field(None, min_length=3, description="user factory 'path/to/file.py:build' or 'pkg.mod:build'")
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the user factory")
@@ -314,17 +339,56 @@ class ModelSpec(_Strict):
             raise ValueError("version: only with model.zoo (which version of the entry)")
         if self.params and self.module is None:
             raise ValueError("params: only for model.module (the factory's keyword arguments) or the conv_snn, recurrent, cuba_mlp templates")
-        template_only = sorted(self.model_fields_set & {"template", "hidden", "beta", "threshold"})
+        template_only = sorted(self.model_fields_set & {"template", "hidden", "beta", "threshold", "betas", "thresholds"})
         if self.source != "template" and template_only:
             raise ValueError(f"{', '.join(template_only)}: settings of the lif_mlp template, not of a model.{self.source} model")
+        for one, many in (("beta", "betas"), ("threshold", "thresholds")):
+            vals = getattr(self, many)
+            if vals is None:
+                continue
+            if one in self.model_fields_set:
+                raise ValueError(f"give one of {one} (every layer) and {many} (one per layer), not both")
+            if len(vals) != len(self.hidden) + 1:
+                raise ValueError(f"{many}: {len(vals)} values for {len(self.hidden) + 1} layers "
+                                 f"(hidden {self.hidden} + the output layer: one each)")
         return self
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: list[float] | None) -> list[float] | None:
+        for i, b in enumerate(v or []):
+            if not 0.0 < b < 1.0:
+                raise ValueError(f"betas[{i}] must be in (0, 1), got {b}")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v: list[float] | None) -> list[float] | None:
+        for i, t in enumerate(v or []):
+            if not 0.0 < t <= MAX_THRESHOLD:
+                raise ValueError(f"thresholds[{i}] must be in (0, {MAX_THRESHOLD:g}], got {t}")
+        return v
+
+    @property
+    def layer_betas(self) -> float | list[float]:
+        """What the lif_mlp builder takes: the per-layer list when given, else the one beta."""
+        return list(self.betas) if self.betas is not None else self.beta
+
+    @property
+    def layer_thresholds(self) -> float | list[float]:
+        """What the lif_mlp builder takes: the per-layer list when given, else the one threshold."""
+        return list(self.thresholds) if self.thresholds is not None else self.threshold
 
     @model_serializer(mode="wrap")
     def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # the user-model fields are written only when set, so a lif_mlp spec keeps its hash and cache keys
         out = handler(self)
         out = {k: v for k, v in out.items()
-               if not (k in ("nir", "module", "zoo", "version") and v is None or k == "params" and not v)}
+               if not (k in ("nir", "module", "zoo", "version", "betas", "thresholds") and v is None
+                       or k == "params" and not v)}
+        # a per-layer list replaces the single value: only the list is written (it round-trips)
+        out = {k: v for k, v in out.items() if not (k == "beta" and self.betas is not None
+                                                    or k == "threshold" and self.thresholds is not None)}
         if self.source != "template":  # template settings are refused with a user model: never write them
             out = {k: v for k, v in out.items() if k not in ("template", "hidden", "beta", "threshold")}
         return out
@@ -502,6 +566,11 @@ class SearchSpaceSpec(_Strict):
     rate_reg: FloatRange | None = Field(None, description="train.rate_reg range (spike-rate regulariser)")
     exit_reg: FloatRange | None = Field(None, description="train.exit_reg range (early-exit regulariser)")
     early_exit_patience: list[int] | None = Field(None, min_length=1, description="Top-K cutoff patience choices")
+    layer_beta: FloatRange | None = Field(None, description="each layer samples its own beta (model.betas) from this range")
+    layer_threshold: FloatRange | None = Field(
+        None, description="each layer samples its own threshold (model.thresholds) from this range")
+    state_bits: list[int] | None = Field(None, min_length=1, description="compress.state_bits choices: membrane "
+                                         "precision the model is fine-tuned at (state-quantized forward pass)")
 
     @field_validator("encoder")
     @classmethod
@@ -552,14 +621,14 @@ class SearchSpaceSpec(_Strict):
                 raise ValueError(f"weight_bits[{i}] must be in 1..16, got {b}")
         return v
 
-    @field_validator("beta")
+    @field_validator("beta", "layer_beta")
     @classmethod
     def _beta(cls, v: FloatRange | None) -> FloatRange | None:
         if v is not None and not (0.0 < v.low and v.high < 1.0):
             raise ValueError(f"beta range must lie inside (0, 1), got [{v.low}, {v.high}]")
         return v
 
-    @field_validator("threshold", "lr")
+    @field_validator("threshold", "lr", "layer_threshold")
     @classmethod
     def _positive(cls, v: FloatRange | None) -> FloatRange | None:
         if v is not None and v.low <= 0:
@@ -573,10 +642,61 @@ class SearchSpaceSpec(_Strict):
             raise ValueError(f"sparsity range must lie inside [0, 1), got [{v.low}, {v.high}]")
         return v
 
+    @field_validator("state_bits")
+    @classmethod
+    def _state_bits(cls, v: list[int] | None) -> list[int] | None:
+        for i, b in enumerate(v or []):
+            if not 2 <= b <= 32:
+                raise ValueError(f"state_bits[{i}] must be in 2..32 (as compress.state_bits), got {b}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_per_layer_or_all(self) -> SearchSpaceSpec:
+        for one, per in (("beta", "layer_beta"), ("threshold", "layer_threshold")):
+            if getattr(self, one) is not None and getattr(self, per) is not None:
+                raise ValueError(f"give one of {one} (one value for every layer) and {per} (one per layer), not both")
+        return self
+
     @model_serializer(mode="wrap")
     def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # fields left out are not written, so a spec without a search space keeps its hash
         return {k: v for k, v in handler(self).items() if v is not None}
+
+
+MAX_SLO_MS = 3_600_000.0  # one hour: past this a serving objective is a typo
+MAX_SLEEP_AFTER_S = 7 * 24 * 3600.0
+
+
+class ServeSpec(_Strict):
+    """Serving under irregular load (issue #17 item 3, applied by ``serve._private.policy``): when the
+    primary kind's queue would break ``slo_p99_ms``, batches spill to the next kind of ``overflow``
+    that has a compiled program; a board idle for ``sleep_after_s`` goes to a modelled sleep state."""
+
+    slo_p99_ms: float | None = Field(None, gt=0, le=MAX_SLO_MS, description="serving-latency objective per request")
+    overflow: list[str] = Field(default_factory=list, description="kinds to spill to, in order")
+    sleep_after_s: float | None = Field(None, gt=0, le=MAX_SLEEP_AFTER_S, description="idle time before a board sleeps")
+
+    @field_validator("overflow")
+    @classmethod
+    def _kinds(cls, v: list[str]) -> list[str]:
+        from fabric.kinds import kinds as registered
+
+        for i, k in enumerate(v):
+            if k not in registered():
+                raise ValueError(f"entry {i}: unknown device kind {k!r}; valid: {registered()}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"overflow: must not repeat a kind, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _slo_for_overflow(self) -> ServeSpec:
+        if self.overflow and self.slo_p99_ms is None:
+            raise ValueError("overflow: needs slo_p99_ms (the objective that decides a spill)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v not in (None, [])}
 
 
 class Spec(_Strict):
@@ -595,6 +715,7 @@ class Spec(_Strict):
     eval_batch_size: int = Field(128, gt=0, le=MAX_BATCH_SIZE)
     search_space: SearchSpaceSpec = Field(default_factory=SearchSpaceSpec)
     repeats: RepeatsSpec = Field(default_factory=RepeatsSpec)
+    serve: ServeSpec = Field(default_factory=ServeSpec)
 
     @model_serializer(mode="wrap")
     def _drop_default_repeats(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -602,6 +723,8 @@ class Spec(_Strict):
         out = handler(self)
         if self.repeats == RepeatsSpec():
             out.pop("repeats", None)
+        if self.serve == ServeSpec():  # likewise a spec without a serve section
+            out.pop("serve", None)
         return out
 
     @field_validator("targets")
@@ -653,7 +776,8 @@ class Spec(_Strict):
         if any(v is not None for v in (c.prune, c.structured, c.qat_bits, c.state_bits)):
             raise ValueError(f"compress: works on the lif_mlp template only, not on a model.{src} model "
                              "(remove the compress section)")
-        fields = [k for k in ("hidden", "beta", "threshold") if getattr(self.search_space, k) is not None]
+        fields = [k for k in ("hidden", "beta", "threshold", "layer_beta", "layer_threshold", "state_bits")
+                  if getattr(self.search_space, k) is not None]
         if fields:
             raise ValueError(f"search_space.{fields[0]}: a lif_mlp template setting; a model.{src} model has its own")
         return self
@@ -676,8 +800,11 @@ def _dig(value: Any, path: str) -> Any:
     """The value at a ``_non_finite`` path (for the message)."""
     import re
 
-    for part in re.findall(r"[^.\[\]]+", path):
-        value = value[int(part)] if isinstance(value, list | tuple) else value[part]
+    try:
+        for part in re.findall(r"[^.\[\]]+", path):
+            value = value[int(part)] if isinstance(value, list | tuple) else value[part]
+    except (KeyError, IndexError, ValueError, TypeError):  # a key holding '.', '[' or ']' (found by fuzzing)
+        return "a non-finite value"
     return value
 
 

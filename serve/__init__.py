@@ -13,6 +13,7 @@ from serve._private.client import ServeClient, ServeHTTPError, StreamSession
 from serve._private.kpi import KpiWindow, RolloutPolicy, breaches
 from serve._private.metrics import Metrics
 from serve._private.model import ModelServer, encode_inputs
+from serve._private.policy import PolicyError, ServePolicy, SleepState, choose_kind, estimate_ms
 from serve._private.resolve import ModelInfo, ResolveError, resolve_model
 from serve._private.schemas import (
     DeployRequest,
@@ -30,7 +31,8 @@ from serve._private.traffic import TrafficError, TrafficState, VersionState
 __all__ = ["ServeClient", "ServeHTTPError", "StreamSession", "Sessions", "StreamPolicy", "KpiWindow", "RolloutPolicy", "breaches", "Metrics", "ModelServer",
            "encode_inputs", "ModelInfo", "ResolveError", "resolve_model", "DeployRequest", "FeedbackRequest",
            "PredictRequest", "RequestProblem", "check_inputs", "check_spikes", "parse_npy", "to_array",
-           "TrafficError", "TrafficState", "VersionState", "start", "deploy_model_app", "shutdown"]
+           "TrafficError", "TrafficState", "VersionState", "ServePolicy", "PolicyError", "SleepState", "choose_kind",
+           "estimate_ms", "start", "deploy_model_app", "shutdown"]
 
 
 def start(**kw: Any) -> str:

@@ -52,6 +52,10 @@ def _deploy_args(p: argparse.ArgumentParser, role: str) -> None:
                         "claims a share of the device resource; ingress: runtime inside the ingress (fewest hops; "
                         "kinds without a device resource only); auto (default): ingress for kinds without a device "
                         "resource and 1 replica, replica for them with more, pool otherwise")
+    p.add_argument("--slo-p99-ms", type=float, help="serving-latency objective: past it, requests spill to --overflow "
+                   "kinds (default: the spec's serve section)")
+    p.add_argument("--overflow", help="comma-separated kinds to spill to, in order (those with a compiled program)")
+    p.add_argument("--sleep-after-s", type=float, help="idle seconds before a board goes to its modelled sleep state")
     if role == "canary":
         p.add_argument("--weight", type=float, default=0.1, help="share of traffic, 0 <= w < 1 (default 0.1)")
     if role in ("canary", "shadow"):
@@ -100,6 +104,15 @@ def add_parser(sub: Any) -> None:
     q = ss.add_parser("snapshot", help="store the last 512 encoded inputs of VERSION (default primary)")
     q.add_argument("version", metavar="VERSION", nargs="?")
     _common(q)
+    q = ss.add_parser("autopilot", help="closed retrain loop: drift/KPI/feedback trigger -> retrain on Ray -> "
+                      "canary -> promote or roll back; --history prints the loop's stored events",
+                      description="Watch app NAME; when the drift test on recent inputs, a live KPI breach or "
+                      "labelled-feedback accuracy below the gate asks for it, retrain (a Ray task running the stage "
+                      "library on the training split + /v1/feedback samples), deploy the result as a canary and "
+                      "promote it or roll it back. Every step is a signed artifact with lineage.")
+    from fabric.cli.autopilot import add_arguments as autopilot_arguments
+
+    autopilot_arguments(q)
     q = ss.add_parser("shutdown", help="stop every Serve application on the cluster")
     add_address_option(q, "Ray cluster (default $RAY_ADDRESS)")
 
@@ -116,6 +129,20 @@ def _save(state: dict[str, Any]) -> None:
     fd = os.open(STATE_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(state, f, indent=1)
+
+
+def _serve_fields(a: argparse.Namespace) -> dict[str, Any]:
+    """``--slo-p99-ms/--overflow/--sleep-after-s`` -> the deploy request's ``serve`` field ({} if none given;
+    the server validates it)."""
+    out: dict[str, Any] = {}
+    slo, over, sleep = (getattr(a, k, None) for k in ("slo_p99_ms", "overflow", "sleep_after_s"))
+    if slo is not None:
+        out["slo_p99_ms"] = slo
+    if over:
+        out["overflow"] = [k.strip() for k in over.split(",") if k.strip()]
+    if sleep is not None:
+        out["sleep_after_s"] = sleep
+    return {"serve": out} if out else {}
 
 
 def _client(a: argparse.Namespace) -> Any:
@@ -198,7 +225,7 @@ def _deploy(a: argparse.Namespace) -> int:
     _save(state)
     c = ServeClient(url, token)
     body = c.deploy(a.model_id, kind=a.kind, replicas=a.replicas, role="primary", version=a.version,
-                    placement=a.placement)
+                    placement=a.placement, **_serve_fields(a))
     _print(a, body, f"serving {body['version']} ({body['kind']}, {a.replicas} replica(s)) at {url}  "
                     f"[/v1/predict, /docs, /metrics]")
     if generated:  # the token itself never goes to stdout (logs, CI output, shell scrollback)
@@ -221,6 +248,10 @@ def main(a: argparse.Namespace) -> int:
     try:
         if a.scmd == "deploy":
             return _deploy(a)
+        if a.scmd == "autopilot":
+            from fabric.cli.autopilot import main as autopilot_main
+
+            return autopilot_main(a)
         if a.scmd == "shutdown":
             from fabric.connect import connect
 
@@ -237,7 +268,7 @@ def main(a: argparse.Namespace) -> int:
         c = _client(a)
         if a.scmd in ("canary", "shadow"):
             kw: dict[str, Any] = {"kind": a.kind, "replicas": a.replicas, "role": a.scmd, "version": a.version,
-                                  "placement": a.placement}
+                                  "placement": a.placement, **_serve_fields(a)}
             if a.scmd == "canary":
                 kw["weight"] = a.weight
             if a.min_requests:

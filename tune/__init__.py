@@ -55,6 +55,7 @@ Pareto artifact (registry kind ``"pareto"``, JSON; the dashboard reads this)::
      "fronts": {kind: [int, ...]},   # per kind: indices into "trials" of that kind's front, ascending
      "front": [int, ...],   # the union of "fronts", ascending (rows with on_front true)
      "repeats": {"n": int, "confidence": float, "seeds": [int, ...], "split": "test"},  # --repeats only
+     "figure_splits": {"metrics": "val", "test_metrics": "test", "repeats": "test"},  # a row field -> its split
      "notes": str}
 
 One row per (trial, kind); ``metrics`` are validation figures (what selected), ``test_metrics`` the

@@ -19,7 +19,7 @@ from fabric.kpis import objective_metrics, repeat_stats
 from fabric.records import FitError
 from fabric.spec import Spec
 from fabric.store.registry import Registry
-from tune._space import candidate_spec, compile_options, compress, is_structured
+from tune._space import candidate_spec, compile_options, compress_trained
 from tune._trainable import ROW_METRICS
 
 __all__ = ["repeat_front"]
@@ -59,7 +59,7 @@ def repeat_front(registry: Registry, spec: Spec, rows: list[dict[str, Any]], ind
             enc = stages.put_encoding(registry, cand, spikes, y, splits, meta, parents=[rows[idx[0]]["encoding_id"]],
                                       name=f"{cand.name}/{cand.encoder.name}")
             res = train_model(cand, spikes[train], y[train], len(classes), progress=False)
-            model = compress(res.model, config.get("weight_bits"), config.get("sparsity"), is_structured(config))
+            model = compress_trained(res.model, config, cand, spikes[train], y[train])
             model_rec = stages.put_model(registry, cand, model, res, parents=[enc.id], tune_config=config,
                                          repeat_of=trial)
             nir_rec = stages.export(registry, cand, model_rec.id, model=model)

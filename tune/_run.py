@@ -226,7 +226,7 @@ def run_tune(spec: Spec, registry: Registry, *, kinds: Sequence[str] | None = No
                              grace_period=1, reduction_factor=2, stop_last_trials=False)
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=_searcher(seed, num_samples, make_space_fn(effective_space(spec)), kinds),
+            tune_config=tune.TuneConfig(search_alg=_searcher(seed, num_samples, make_space_fn(effective_space(spec), spec.model.hidden), kinds),
                                         scheduler=asha if early_stop else None, num_samples=num_samples, max_concurrent_trials=max_concurrent,
                                         reuse_actors=True),
             run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=0, callbacks=callbacks,
@@ -317,8 +317,11 @@ def store_pareto(registry: Registry, spec: Spec, experiment: str, rows: list[dic
                     "latency_ms = device time per inference (p50, batch 1) and energy_mj = energy per inference: "
                     "both modelled for emulated kinds (constants and sources: actors/<kind>/constants.yaml, "
                     "`fabric devices`), measured latency only for kind cpu"}
+    # which split each figure of a trial row comes from, machine-readable (the notes say it in words)
+    doc["figure_splits"] = {"metrics": "val", "test_metrics": "test"}
     if repeats:
         doc["repeats"] = repeats
+        doc["figure_splits"]["repeats"] = repeats.get("split", "test")
     parents = sorted({data_id} | {r[k] for r in rows for k in ("model_id", "program_id") if r.get(k)})
     extra = {"experiment": experiment, "trials": len({r["trial_id"] for r in rows}), "front_size": len(front),
              "kinds": sorted({r["kind"] for r in rows}), "selected_on": "val", "reported_on": "test"}

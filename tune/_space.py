@@ -19,7 +19,7 @@ from fabric.records import FitError
 from fabric.spec import SearchSpaceSpec, Spec, SpecError
 
 __all__ = ["DEFAULT_SPACE", "effective_space", "make_space_fn", "candidate_spec", "compress", "compile_options",
-           "check_fit", "hidden_key", "parse_hidden", "is_structured"]
+           "check_fit", "hidden_key", "parse_hidden", "is_structured", "compress_trained"]
 
 # Used when the spec names no search space: small networks around digits/HAR sizes.
 DEFAULT_SPACE: dict[str, Any] = {
@@ -52,8 +52,9 @@ class _SpaceFn:
     """Optuna define-by-run space over a :class:`SearchSpaceSpec`: a picklable callable, because
     Tune checkpoints the searcher (and with it this function) for ``resume``."""
 
-    def __init__(self, space: SearchSpaceSpec) -> None:
+    def __init__(self, space: SearchSpaceSpec, default_hidden: Sequence[int] = (64,)) -> None:
         self.space = space.model_dump()
+        self.default_hidden = [int(h) for h in default_hidden]
 
     @staticmethod
     def _range(trial: Any, name: str, r: Any) -> None:
@@ -78,11 +79,25 @@ class _SpaceFn:
             trial.suggest_categorical("hidden", [hidden_key(h) for h in s["hidden"]])
         if s.get("weight_bits"):
             trial.suggest_categorical("weight_bits", list(s["weight_bits"]))
+        if s.get("state_bits"):
+            trial.suggest_categorical("state_bits", list(s["state_bits"]))
+        # per-layer leak / threshold: one value per layer of this trial's network (hidden layers + output),
+        # sampled last so that spaces without them sample exactly as before
+        if s.get("layer_beta") or s.get("layer_threshold"):
+            hidden = trial.params["hidden"] if "hidden" in trial.params else self.default_hidden
+            n_layers = len(parse_hidden(hidden) if isinstance(hidden, str) else hidden) + 1
+            for name in ("beta", "threshold"):
+                if s.get(f"layer_{name}"):
+                    for i in range(n_layers):
+                        self._range(trial, f"{name}.{i}", s[f"layer_{name}"])
 
 
-def make_space_fn(space: SearchSpaceSpec) -> Callable[[Any], None]:
-    """An Optuna define-by-run function sampling every field the space names (flat config keys)."""
-    return _SpaceFn(space)
+def make_space_fn(space: SearchSpaceSpec, default_hidden: Sequence[int] = (64,)) -> Callable[[Any], None]:
+    """An Optuna define-by-run function sampling every field the space names (flat config keys).
+
+    ``default_hidden`` (the spec's ``model.hidden``) sizes the per-layer ``beta.i`` / ``threshold.i``
+    keys when the space does not choose ``hidden`` itself."""
+    return _SpaceFn(space, default_hidden)
 
 
 def candidate_spec(spec: Spec, config: dict[str, Any]) -> Spec:
@@ -108,8 +123,20 @@ def candidate_spec(spec: Spec, config: dict[str, Any]) -> Spec:
             d["early_exit"] = {**d["early_exit"], "patience": int(value)}
         elif key == "encoder":
             pass  # applied above
+        elif key == "state_bits":
+            d["compress"] = {**d["compress"], "state_bits": int(value)}
+        elif key.partition(".")[0] in ("beta", "threshold") and key.partition(".")[2].isdigit():
+            pass  # per-layer values: applied below, as one list per name
         elif key not in known:
             raise SpecError([(f"config.{key}", "not a search-space parameter")], "candidate")
+    for name in ("beta", "threshold"):
+        idx = sorted(int(k.partition(".")[2]) for k in config if k.partition(".")[0] == name and "." in k)
+        if idx:
+            if idx != list(range(len(idx))):
+                raise SpecError([(f"config.{name}.*", f"per-layer keys must be {name}.0 .. {name}.N, got {idx}")],
+                                "candidate")
+            d["model"].pop(name, None)  # the list replaces the one value
+            d["model"][f"{name}s"] = [float(config[f"{name}.{i}"]) for i in idx]
     return Spec.from_dict(d, "candidate")
 
 
@@ -139,6 +166,28 @@ def compress(model: LifMLP, weight_bits: int | None = None, sparsity: float | No
             if weight_bits:
                 w.copy_(quantize_symmetric(w, weight_bits, field="weight_bits"))
     return model
+
+
+def compress_trained(model: LifMLP, config: dict[str, Any], cand: Spec, spikes: np.ndarray,
+                     labels: np.ndarray) -> LifMLP:
+    """What a trial (and each of its repeats) deploys: :func:`compress` of the trained ``model``, then,
+    when the config picks ``state_bits``, a fine-tune with every membrane held at that precision
+    (:class:`fabric.model.compress.StateQuantized`, ``compress.finetune_epochs`` at ``finetune_lr`` on
+    the train split ``spikes``/``labels``) that keeps pruned weights at zero and weights on the
+    ``weight_bits`` grid. The device kinds run their own state width (the NIR graph carries none),
+    so ``state_bits`` changes the weights a trial trains, measured on every kind as usual."""
+    model = compress(model, config.get("weight_bits"), config.get("sparsity"), is_structured(config))
+    if not config.get("state_bits"):
+        return model
+    from fabric.model.compress import StateQuantized, base_model, finetune
+
+    masks = ({i: (fc.weight.detach() != 0).float() for i, fc in enumerate(model.fcs)}
+             if config.get("sparsity") and not is_structured(config) else None)
+    wrapped, _ = finetune(StateQuantized(model, int(config["state_bits"])), spikes, labels,
+                          epochs=cand.compress.finetune_epochs, lr=cand.compress.finetune_lr, seed=cand.seed,
+                          batch_size=cand.train.batch_size, masks=masks, qat_bits=config.get("weight_bits"),
+                          desc=f"state {config['state_bits']}-bit")
+    return base_model(wrapped)
 
 
 def compile_options(kind: str, config: dict[str, Any]) -> dict[str, Any]:

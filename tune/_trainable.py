@@ -30,8 +30,7 @@ from tune._space import (
     candidate_spec,
     check_fit,
     compile_options,
-    compress,
-    is_structured,
+    compress_trained,
     weight_sparsity,
 )
 
@@ -174,7 +173,7 @@ def tune_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                       resume=resumed.state if resumed is not None else None, checkpoint=save)
     phases.append((t0, time.time(), "train"))
     t0 = time.time()
-    model = compress(res.model, config.get("weight_bits"), config.get("sparsity"), is_structured(config))
+    model = compress_trained(res.model, config, cand, spikes[train_mask], ctx.y[train_mask])
     model_rec = stages.put_model(reg, cand, model, res, parents=[enc.id], tune_config=config,
                                  weight_sparsity=weight_sparsity(model))
     nir_rec = stages.export(reg, cand, model_rec.id, model=model)

@@ -53,6 +53,10 @@ def add_parser(sub: Any) -> None:
     add_address_option(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    p.add_argument("--mlflow", metavar="URI", help="also log the tune to an MLflow tracking store (default "
+                   "$FABRIC_MLFLOW_URI): a parent run with the Pareto artifact id and plot, one nested child run per "
+                   "trial (its config; val./test.<kind>.<objective> metrics); an unusable store is only a warning")
+    p.add_argument("--mlflow-experiment", metavar="NAME", help="MLflow experiment name (default: the spec's name)")
 
 
 def _fmt(v: Any, spec: str) -> str:
@@ -163,19 +167,31 @@ def main(args: argparse.Namespace) -> int:
                        progress=not quiet, log=(lambda s: None) if quiet else (lambda s: print(s, flush=True)))
     except TuneError as exc:
         return fail(str(exc), 2)
+    doc = {"experiment": res.experiment, "experiment_path": res.experiment_path,
+           "pareto_id": res.pareto_id, "plot_id": res.plot_id, "front": res.front, "fronts": res.fronts,
+           "selected_on": "val", "reported_on": "test", "splits": res.splits, "trials": res.rows,
+           "seconds": res.seconds, "errors": res.errors}
+    from fabric.flow.tracking import log_tune, resolve_uri
+
+    mlflow_uri = resolve_uri(args.mlflow)
+    mlflow_run = None
+    if mlflow_uri:  # a view of the registry: an unusable store is one warning line, same exit code
+        settings = {"kinds": res.kinds, "samples": args.samples, "seed": args.seed, "repeats": args.repeats,
+                    "early_stop": not args.no_early_stop, "max_concurrent": args.max_concurrent}
+        mlflow_run = log_tune(mlflow_uri, doc, spec.to_dict(), experiment=args.mlflow_experiment, registry=reg,
+                              settings=settings, store=reg.url)
     if args.select:
         if not args.json:
             print(format_rows(res.rows, res.front))
         return _select(res.rows, args.select, args.json, res.pareto_id)
     if args.json:
-        print(json.dumps({"experiment": res.experiment, "experiment_path": res.experiment_path,
-                          "pareto_id": res.pareto_id, "plot_id": res.plot_id, "front": res.front, "fronts": res.fronts,
-                          "selected_on": "val", "reported_on": "test", "splits": res.splits, "trials": res.rows,
-                          "seconds": res.seconds, "errors": res.errors}, default=str))
+        print(json.dumps(doc, default=str))
     else:
         print(format_rows(res.rows, res.front))
         print(f"pareto {res.pareto_id}  plot {res.plot_id}  ({res.trials} trials, {len(res.front)} on the per-kind fronts, "
               f"{res.seconds:.0f}s; fabric registry cat {res.plot_id[:12]} --out pareto.png)")
         for e in res.errors:
             print(f"trial error: {e}")
+        if mlflow_run:
+            print(f"mlflow parent run {mlflow_run} (experiment {args.mlflow_experiment or spec.name}, {mlflow_uri})")
     return 0

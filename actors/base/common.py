@@ -12,9 +12,31 @@ import numpy as np
 
 from fabric.ir.lowering import Layer
 
-__all__ = ["layers_to_arrays", "arrays_to_layers", "check_input", "native_stdout_to_stderr"]
+__all__ = ["layers_to_arrays", "arrays_to_layers", "check_input", "native_stdout_to_stderr", "quiet_vendor_import"]
 
 _FD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_vendor_import() -> Iterator[None]:
+    """Import a vendor package without its import-time chatter on the root logger.
+
+    Why: rockpool 3.1 logs "samna installation not found ..." through ``logging.root`` at WARNING on
+    import (samna is deliberately absent: its import reinstalls it from an external index); a user of
+    ``fabric run`` should not read about a package the fabric chose not to install.
+    """
+    import logging
+    import warnings
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
 
 
 @contextlib.contextmanager

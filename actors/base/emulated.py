@@ -49,6 +49,8 @@ class DeviceRun:
     # host seconds inside _run_device spent on something other than the emulator (e.g. a reference
     # check), left out of host_latency_s so that figure stays the emulator's own wall time
     untimed_s: float = 0.0
+    # [low, high] of device_time_s / energy_j / static_j / dynamic_j (actors.base.energy.banded)
+    bands: dict[str, list[float]] = field(default_factory=dict)
 
 
 def raise_if_unfit(fit: FitReport) -> None:
@@ -237,6 +239,7 @@ class EmulatedRuntime(ABC):
             host_latency_s=host, device_time_s=float(dev.device_time_s), energy_j=float(dev.energy["total"]),
             footprint_bytes=int(self.program.meta.get("footprint_bytes", 0)),
             energy_breakdown_j={k: float(v) for k, v in dev.energy.items()}, sources=sources,
+            bands=_bands(dev),
         )
         counts, raster = dev.counts, dev.raster
         if pre is not None:
@@ -283,6 +286,13 @@ class EmulatedRuntime(ABC):
         return {**info, **self._info_extra()}
 
 
+def _bands(dev: DeviceRun) -> dict[str, list[float]]:
+    """The run's bands; a kind that gives none gets its point values (a zero-width band)."""
+    point = {"device_time_s": dev.device_time_s, "energy_j": dev.energy["total"],
+             "static_j": dev.energy.get("static", 0.0), "dynamic_j": dev.energy.get("dynamic", 0.0)}
+    return {k: [float(v) for v in dev.bands.get(k, (p, p))] for k, p in point.items()}
+
+
 def _merge_fallback(dev: Telemetry, cpu: Telemetry, part: str = "tail") -> Telemetry:
     """Device part + a host part (``prefix`` before it or ``tail`` after it) in one record; the host
     part keeps its own (measured-time) energy."""
@@ -306,4 +316,6 @@ def _merge_fallback(dev: Telemetry, cpu: Telemetry, part: str = "tail") -> Telem
         neuron_updates=dev.neuron_updates + cpu.neuron_updates, host_latency_s=dev.host_latency_s,
         device_time_s=dev.device_time_s + cpu.device_time_s, energy_j=brk["total"],
         footprint_bytes=dev.footprint_bytes, energy_breakdown_j=brk, sources=sources,
+        bands={k: [lo + cpu.bands.get(k, [0.0, 0.0])[0], hi + cpu.bands.get(k, [0.0, 0.0])[1]]
+               for k, (lo, hi) in dev.bands.items()},
     )

@@ -8,7 +8,9 @@ Serve) shares the same boards. The program is passed with each call as an object
 hash in the actor, so a restarted actor reloads it transparently and a retried task is correct.
 
 Every batch takes a ticket from one named scheduler actor (``fabric/scheduler``, pinned to the head
-node): round robin between tenants, per-tenant quotas and weights from the admin's policy file
+node), or runs under a *lease* the pool holds on one board (single-batch runs, i.e. served requests:
+one round trip per batch instead of three; the scheduler recalls the lease as soon as anyone else
+waits, see :mod:`actors.cluster.scheduling`): round robin between tenants, per-tenant quotas and weights from the admin's policy file
 (``FABRIC_QUOTA_POLICY`` on the head node, :mod:`actors.cluster.policy`), unhealthy boards drained
 (:mod:`actors.cluster.scheduling` holds the plain-Python core). Nothing the scheduler's reaper meets is
 dropped silently: failed rounds and state-API errors are logged and counted in ``status()["reaper"]``.
@@ -17,6 +19,7 @@ dropped silently: failed rounds and state-API errors are logged and counted in `
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -30,6 +33,7 @@ from actors.cluster.scheduling import (
     FAULT_MODES,
     BoardScheduler,
     DeviceFault,
+    LeaseRevoked,
     Quota,
     QuotaExceeded,
     SimulatedFault,
@@ -39,7 +43,7 @@ from fabric.records import Program, RunResult
 
 __all__ = ["DeviceActor", "DevicePool", "remote_runtime_class", "actor_options", "scheduler", "pool_status",
            "Quota", "QuotaExceeded", "DeviceFault", "FAULT_MODES", "NAMESPACE", "SCHEDULER_NAME", "DEFAULT_CALL_TIMEOUT_S",
-           "SchedulerActor", "classify_owners"]
+           "SchedulerActor", "classify_owners", "LeaseRevoked", "LEASE_S", "LEASE_BATCHES"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,9 @@ REAP_AFTER_S = 5.0  # grants older than this are checked against Ray's list of d
 # the restarted actor, seen on the test cluster) or hangs: the pool drains that board and re-queues the
 # batch. Emulated batches take milliseconds to a few seconds; pass ``call_timeout_s=None`` to wait forever.
 DEFAULT_CALL_TIMEOUT_S = 120.0
+LEASE_S = 1.0  # a pool gives its lease back and asks anew after this long (the scheduler recalls at LEASE_MAX_S)
+LEASE_BATCHES = 10_000  # ... or after this many batches
+REVOKE_TIMEOUT_S = 150.0  # a recall unacknowledged this long (a hung board) is left to the caller's call timeout
 
 
 def _line(exc: BaseException) -> str:
@@ -108,37 +115,54 @@ class DeviceActor:
         self.calls = 0
         self.fault = SimulatedFault()
         self._sched: Any = None
+        self._run_lock = threading.Lock()  # one batch at a time; a lease recall waits for the current one
+        self._lease: int | None = None  # the lease this board last confirmed with the scheduler
 
     def execute(self, program: Program, program_hash: str, spikes: np.ndarray, record_raster: bool = False,
-                ticket: int | None = None) -> RunResult:
-        """Run one batch; with a ``ticket`` the board itself returns it to the scheduler when done."""
-        t0 = time.perf_counter()
-        try:
-            self.fault.before_run(self.device_id)
-            if self.loaded != program_hash:
-                self.runtime.load(program)
-                self.loaded = program_hash
-            out = self.runtime.run(spikes, record_raster=record_raster)
-        except DeviceFault as exc:
-            self._release(ticket, time.perf_counter() - t0, False, str(exc))
-            raise
-        except Exception:
-            self._release(ticket, time.perf_counter() - t0, True, "")  # a bad batch, not a bad board
-            raise
-        dt = time.perf_counter() - t0
-        self.busy_s += dt
-        self.calls += 1
-        self._release(ticket, dt, True, "")
-        return out
+                ticket: int | None = None, lease: bool = False) -> RunResult:
+        """Run one batch; with a ``ticket`` the board itself returns it to the scheduler when done.
+
+        With ``lease`` the ticket is a lease: the board checks it with the scheduler on its first
+        batch (so a restarted board, or a stale caller after a recall, is refused with
+        :class:`LeaseRevoked`) and accounts each batch instead of returning the ticket."""
+        with self._run_lock:
+            if lease and ticket is not None and self._lease != ticket:
+                if ray.get(self._scheduler().lease_ok.remote(ticket)) is None:
+                    raise LeaseRevoked(f"{self.device_id}: lease {ticket} was recalled; ask the scheduler again")
+                self._lease = ticket
+            t0 = time.perf_counter()
+            try:
+                self.fault.before_run(self.device_id)
+                if self.loaded != program_hash:
+                    self.runtime.load(program)
+                    self.loaded = program_hash
+                out = self.runtime.run(spikes, record_raster=record_raster)
+            except DeviceFault as exc:
+                self._release(ticket, time.perf_counter() - t0, False, str(exc), lease)
+                raise
+            except Exception:
+                self._release(ticket, time.perf_counter() - t0, True, "", lease)  # a bad batch, not a bad board
+                raise
+            dt = time.perf_counter() - t0
+            self.busy_s += dt
+            self.calls += 1
+            self._release(ticket, dt, True, "", lease)
+            return out
+
+    def revoke(self, ticket: int) -> None:
+        """The scheduler recalls lease ``ticket``: returns once no batch of it runs, and refuses later ones."""
+        with self._run_lock:
+            if self._lease == ticket:
+                self._lease = None
 
     def _scheduler(self) -> Any:
         if self._sched is None:
             self._sched = ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
         return self._sched
 
-    def _release(self, ticket: int | None, busy_s: float, ok: bool, reason: str) -> None:
+    def _release(self, ticket: int | None, busy_s: float, ok: bool, reason: str, lease: bool = False) -> None:
         if ticket is not None:
-            self._scheduler().release.remote(ticket, busy_s, ok, reason)
+            (self._scheduler().account if lease else self._scheduler().release).remote(ticket, busy_s, ok, reason)
 
     def compile(self, graph_dict: dict[str, Any], options: dict[str, Any] | None = None) -> Program:
         import nir
@@ -241,6 +265,8 @@ class SchedulerActor:
         if self._reaper is None:  # started lazily: __init__ runs before the actor's event loop exists
             self._reaper = self._asyncio.ensure_future(self._reap_forever())
         self._drop(self.core.sweep(CLAIM_TIMEOUT_S))  # grants nobody used: their caller is gone
+        for tid, board in self.core.recall():  # leases someone else waits for (or idle, old, over quota)
+            self._asyncio.ensure_future(self._revoke(tid, board))
         for tid, decision in self.core.dispatch():
             fut = self.futures.get(tid)
             if fut is None or fut.done():
@@ -249,6 +275,19 @@ class SchedulerActor:
                 fut.set_exception(decision)
             else:
                 fut.set_result(decision)
+
+    async def _revoke(self, ticket: int, board: str) -> None:
+        """Take a lease back: the board acknowledges once its current batch is done; then it is free."""
+        try:
+            await self._asyncio.wait_for(_board_handle(board).revoke.remote(ticket), REVOKE_TIMEOUT_S)
+        except self._asyncio.TimeoutError:
+            log.warning("board scheduler: %s did not acknowledge the recall of lease %d in %ss; left to the "
+                        "holder's call timeout", board, ticket, REVOKE_TIMEOUT_S)
+            return
+        except Exception as exc:  # the board is gone (restarts spent): nothing of the lease can run there
+            log.info("board scheduler: recall of lease %d on %s: %s", ticket, board, _line(exc))
+        self.core.end_lease(ticket)
+        self._pump()
 
     async def register(self, kind: str, names: list[str]) -> None:
         self.core.register(kind, names)
@@ -283,6 +322,30 @@ class SchedulerActor:
             return {"error": str(exc), "type": type(exc).__name__}
         finally:
             self.futures.pop(ticket, None)
+
+    async def lease(self, kind: str, tenant: str, allowed: list[str], owner: str = "") -> tuple[int, str] | dict[str, str]:
+        """Queue a lease and wait for its grant in one call: ``(ticket, board)``, or ``{"error": ...}``
+        as :meth:`wait` gives (quota spent while waiting). Raises QuotaExceeded / PolicyError at once."""
+        self._refresh_policy()
+        tid = self.core.request(kind, tenant, allowed, owner, lease=True)
+        self.futures[tid] = self._asyncio.get_running_loop().create_future()
+        self._pump()
+        board = await self.wait(tid)
+        if isinstance(board, dict):
+            return board
+        self.core.claim(tid)  # returned to a live caller; one that dies holding it is reaped by owner
+        return tid, board
+
+    async def lease_ok(self, ticket: int) -> str | None:
+        return self.core.lease_ok(ticket)
+
+    async def account(self, ticket: int, busy_s: float, ok: bool = True, reason: str = "") -> None:
+        self.core.account(ticket, busy_s, ok, reason)
+        self._pump()
+
+    async def end_lease(self, ticket: int) -> None:
+        self.core.end_lease(ticket)
+        self._pump()
 
     async def release(self, ticket: int, busy_s: float = 0.0, ok: bool = True, reason: str = "") -> None:
         self.core.release(ticket, busy_s, ok, reason)
@@ -324,7 +387,7 @@ class SchedulerActor:
 
 
 def actor_options(kind: str, max_restarts: int = 3) -> dict[str, Any]:
-    """Resources and restart policy of a board actor (``max_concurrency=2``: health answers while busy).
+    """Resources and restart policy of a board actor (``max_concurrency=4``: health answers while busy).
 
     ``max_task_retries=-1``: a call whose board died (node lost) waits for the restarted actor and runs
     there; restarts themselves are bounded by ``max_restarts``, and application errors are never retried.
@@ -332,7 +395,8 @@ def actor_options(kind: str, max_restarts: int = 3) -> dict[str, Any]:
     # scheduling_strategy DEFAULT: a board is cluster-wide, never part of the caller's placement group
     # (a Tune trial re-creating a board whose restarts were spent failed with "cannot fit into any
     # bundles for the placement group", and a captured detached actor would die with the trial's group)
-    opts: dict[str, Any] = {"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": -1, "max_concurrency": 2,
+    # max_concurrency 4: a running batch, the next one waiting on the board's lock, a lease recall, health
+    opts: dict[str, Any] = {"num_cpus": 0, "max_restarts": max_restarts, "max_task_retries": -1, "max_concurrency": 4,
                             "scheduling_strategy": "DEFAULT"}
     if kind != "cpu":
         opts["resources"] = {kind: 1}
@@ -415,6 +479,9 @@ class DevicePool:
         self._refs: dict[str, ray.ObjectRef] = {}  # program digest -> object ref (put once)
         self.queued = 0
         self.in_flight = 0
+        self._lease: list[Any] | None = None  # [ticket, board, granted at (monotonic), batches run]
+        self._lease_lock = threading.Lock()  # one lease per pool; concurrent single-batch runs take turns
+        self.lease_grants = 0  # leases this pool was granted (for benchmarks and tests)
 
     def _create(self, i: int) -> Any:
         """Board ``i``'s named actor: the existing one, or a new one (first use, or restarts spent)."""
@@ -431,13 +498,94 @@ class DevicePool:
             except ValueError:
                 self.actors[j] = self._handles[name] = self._create(j)
 
-    def run(self, program: Program, batches: list[np.ndarray], record_raster: bool = False,
-            progress: Any | None = None) -> list[RunResult]:
-        """Run every batch (in order of the returned list) on the boards the scheduler grants."""
+    def _program_ref(self, program: Program) -> tuple[str, ray.ObjectRef]:
         phash = program.digest
         pref = self._refs.get(phash)
         if pref is None:
             pref = self._refs[phash] = ray.put(program)
+        return phash, pref
+
+    def end_lease(self) -> None:
+        """Give this pool's lease back now (else it ends after LEASE_S, or when the scheduler recalls it)."""
+        with self._lease_lock:
+            self._drop_lease(give_back=True)
+
+    def _drop_lease(self, give_back: bool) -> None:
+        if self._lease is not None and give_back:
+            self.sched.end_lease.remote(self._lease[0])
+        self._lease = None
+
+    def _leased(self) -> list[Any]:
+        """The pool's lease while it is young enough, else a new one (one scheduler call)."""
+        lz = self._lease
+        if lz is not None and time.monotonic() - lz[2] < LEASE_S and lz[3] < LEASE_BATCHES:
+            return lz
+        self._drop_lease(give_back=True)
+        while True:
+            try:
+                got = ray.get(self.sched.lease.remote(self.kind, self.tenant, self.names, self._owner))
+            except ray.exceptions.RayTaskError as exc:
+                raise _one_line(exc) from None
+            if isinstance(got, dict):
+                err = QuotaExceeded if got["type"] == "QuotaExceeded" else RuntimeError
+                raise err(got["error"])
+            self.lease_grants += 1
+            self._lease = [got[0], got[1], time.monotonic(), 0]
+            return self._lease
+
+    def _run_leased(self, pref: ray.ObjectRef, phash: str, batch: np.ndarray, record_raster: bool,
+                    progress: Any | None) -> RunResult:
+        """One batch under the pool's lease: straight to the leased board, one round trip. A recall
+        (LeaseRevoked) takes a new lease; board faults, lost boards and timeouts retry as ``run`` does."""
+        attempts, recalls = 0, 0
+        with self._lease_lock:
+            while True:
+                t, board, _, _ = lz = self._leased()
+                ref = self._handles[board].execute.remote(pref, phash, batch, record_raster, t, True)
+                why = ""
+                try:
+                    out = ray.get(ref, timeout=self.call_timeout_s)
+                    lz[3] += 1
+                    if progress is not None:
+                        progress.update(1)
+                    return out
+                except ray.exceptions.GetTimeoutError:
+                    self.sched.release.remote(t, float(self.call_timeout_s or 0.0), False,
+                                              f"call timed out after {self.call_timeout_s}s")
+                    ray.cancel(ref, force=False)
+                    why = f"{board} timed out"
+                except ray.exceptions.RayTaskError as exc:
+                    cause = _unwrap(exc)
+                    if isinstance(cause, LeaseRevoked):
+                        recalls += 1  # someone else waits for the board: queue again (round robin)
+                        if recalls > 1000:
+                            raise RuntimeError(f"{self.kind}: lease recalled {recalls} times in a row") from None
+                        self._drop_lease(give_back=False)
+                        continue
+                    if not isinstance(cause, DeviceFault):
+                        raise cause from None  # a bad batch or program: the caller's error (lease kept)
+                    why = str(cause)  # the board drained itself and ended the lease when it accounted
+                except ray.exceptions.RayActorError as exc:  # restarts spent: recreate the board, retry
+                    self.sched.end_lease.remote(t)
+                    j = self.names.index(board)
+                    self.actors[j] = self._handles[board] = self._create(j)
+                    why = f"{board}: {type(exc).__name__}"
+                self._drop_lease(give_back=False)
+                attempts += 1
+                if attempts >= self.max_attempts:
+                    raise RuntimeError(f"{self.kind}: batch 0 failed on {attempts} boards (last: {why})")
+
+    def run(self, program: Program, batches: list[np.ndarray], record_raster: bool = False,
+            progress: Any | None = None) -> list[RunResult]:
+        """Run every batch (in order of the returned list) on the boards the scheduler grants.
+
+        A single batch (a served request, a benchmark call) runs under the pool's board lease; more
+        batches take one ticket each, spread over every board of the kind."""
+        phash, pref = self._program_ref(program)
+        if len(batches) == 1:
+            return [self._run_leased(pref, phash, batches[0], record_raster, progress)]
+        if self._lease is not None:  # its own tickets would only wait for it to be recalled
+            self.end_lease()
         n = len(batches)
         results: list[RunResult | None] = [None] * n
         attempts = [0] * n

@@ -14,6 +14,12 @@ the plain-Python core of that actor, unit-testable without Ray:
   may only lower them (raising is refused with :class:`~actors.cluster.policy.QuotaRefused`);
 - **weights**: a tenant with policy ``weight`` w gets w grants in a row per round (default 1);
 - **drain**: an unhealthy board gets no new tickets; ``undrain`` (or a healthy report) brings it back;
+- **leases**: a ticket may be a *lease* (``request(..., lease=True)``): the holder sends batch after
+  batch straight to the board (no scheduler round trip per batch) and the board accounts each one
+  (:meth:`BoardScheduler.account`). A lease is recalled (:meth:`BoardScheduler.recall`) as soon as
+  another ticket waits for its board, its tenant's budget is spent, its board is drained, or it sat
+  idle / grew old; the board acknowledges the recall after its current batch, and only then is the
+  board free, so fairness, quotas and "one caller per board" hold as for single-batch tickets;
 - **simulated faults** for emulated boards (:class:`SimulatedFault`): ``dead``, ``stuck``, ``slow``.
 """
 
@@ -28,9 +34,12 @@ from typing import Any
 
 from actors.cluster.policy import PolicyError, QuotaPolicy
 
-__all__ = ["Quota", "QuotaExceeded", "DeviceFault", "SimulatedFault", "BoardScheduler", "FAULT_MODES"]
+__all__ = ["Quota", "QuotaExceeded", "DeviceFault", "LeaseRevoked", "SimulatedFault", "BoardScheduler", "FAULT_MODES",
+           "LEASE_IDLE_S", "LEASE_MAX_S"]
 
 FAULT_MODES = ("dead", "stuck", "slow")
+LEASE_IDLE_S = 2.0  # a lease with no batch for this long is recalled (its holder went quiet)
+LEASE_MAX_S = 5.0  # a lease older than this is recalled even if busy (holders renew well before: pool.LEASE_S)
 
 
 class QuotaExceeded(RuntimeError):
@@ -39,6 +48,10 @@ class QuotaExceeded(RuntimeError):
 
 class DeviceFault(RuntimeError):
     """The board reported a fault while running a batch; the batch is re-queued on another board."""
+
+
+class LeaseRevoked(RuntimeError):
+    """The board refused a batch: the caller's lease on it was recalled (or is unknown); ask for a new one."""
 
 
 @dataclass(kw_only=True)
@@ -124,6 +137,9 @@ class _Ticket:
     granted_at: float = 0.0
     claimed: bool = False
     delivered_at: float | None = None  # the caller has the batch's result; the board's release is due
+    lease: bool = False  # many batches, each accounted by the board (see BoardScheduler.account)
+    revoking: bool = False  # recalled: no new batch is accepted; the board is freed once it acknowledges
+    last_used: float = 0.0  # last accounted batch (or the grant) of a lease
 
 
 class BoardScheduler:
@@ -218,8 +234,10 @@ class BoardScheduler:
                 f"(quota.device_seconds); no more {kind} batches are granted"
             )
 
-    def request(self, kind: str, tenant: str, allowed: list[str] | None = None, owner: str = "") -> int:
-        """Queue a ticket for one batch on ``kind``; raises QuotaExceeded when the budget is spent.
+    def request(self, kind: str, tenant: str, allowed: list[str] | None = None, owner: str = "",
+                lease: bool = False) -> int:
+        """Queue a ticket for one batch on ``kind`` (``lease``: for many batches, until recalled or
+        given back); raises QuotaExceeded when the budget is spent.
 
         ``owner`` identifies the caller process, so that its queued tickets can be dropped when it is
         found dead (see :meth:`sweep`)."""
@@ -227,7 +245,7 @@ class BoardScheduler:
         names = frozenset(allowed) if allowed else frozenset(b.name for b in self.boards.values() if b.kind == kind)
         if not names:
             raise KeyError(f"no boards of kind {kind!r} are registered with the scheduler")
-        t = _Ticket(id=next(self._ids), kind=kind, tenant=tenant, allowed=names, owner=owner)
+        t = _Ticket(id=next(self._ids), kind=kind, tenant=tenant, allowed=names, owner=owner, lease=lease)
         self.tickets[t.id] = t
         self.waiting.setdefault(kind, {}).setdefault(tenant, deque()).append(t)
         self._arrival.setdefault((kind, tenant), next(self._seq))
@@ -283,6 +301,7 @@ class BoardScheduler:
                 if self.streak[key] >= self.weight(t.tenant):  # its turn is over: to the back of the round
                     self.last_served[key], self.streak[key] = seq, 0
                 board.holder, t.board, t.granted_at = t.id, board.name, time.monotonic()
+                t.last_used = t.granted_at
                 n = self.in_flight[t.tenant] = self.in_flight.get(t.tenant, 0) + 1
                 self.peak_in_flight[t.tenant] = max(self.peak_in_flight.get(t.tenant, 0), n)
                 self.grant_log.append((seq, kind, t.tenant, board.name))
@@ -309,6 +328,73 @@ class BoardScheduler:
                 b.healthy = False
                 self.drain(b.name, f"unhealthy: {reason}")
         self._free(t)
+
+    def account(self, ticket: int, busy_s: float, ok: bool = True, reason: str = "") -> None:
+        """One batch of a lease finished on its board: its time and call count go to the tenant as for
+        a ticket's :meth:`release`, but the board stays with the lease. A board fault (``ok`` false
+        with a ``reason``) drains the board and ends the lease."""
+        t = self.tickets.get(ticket)
+        if t is None or t.board is None or not t.lease:
+            return
+        b = self.boards[t.board]
+        b.busy_s += busy_s
+        self.busy_s[t.tenant] = self.busy_s.get(t.tenant, 0.0) + busy_s
+        t.last_used = time.monotonic()
+        if ok:
+            b.calls += 1
+            u = b.tenant_usage.setdefault(t.tenant, {"calls": 0, "busy_s": 0.0})
+            u["calls"] += 1
+            u["busy_s"] += busy_s
+            self.calls[t.tenant] = self.calls.get(t.tenant, 0) + 1
+            return
+        b.failures += 1
+        if reason:
+            b.healthy = False
+            self.drain(b.name, f"unhealthy: {reason}")
+            self.end_lease(ticket)
+
+    def lease_ok(self, ticket: int) -> str | None:
+        """The board a live, unrecalled lease holds (a board asks before its first batch of a lease)."""
+        t = self.tickets.get(ticket)
+        return t.board if t is not None and t.lease and t.board is not None and not t.revoking else None
+
+    def end_lease(self, ticket: int) -> None:
+        """The lease is over (given back by its holder, or the board acknowledged its recall): free the
+        board. Its batches were accounted one by one, so nothing is added here."""
+        t = self.tickets.pop(ticket, None)
+        if t is not None and t.board is not None:
+            self._free(t)
+
+    def recall(self, now: float | None = None, idle_s: float = LEASE_IDLE_S,
+               max_s: float = LEASE_MAX_S) -> list[tuple[int, str]]:
+        """Leases to take back now, as ``(ticket, board)``; each is marked ``revoking`` (reported once).
+
+        A lease is recalled when another ticket waits for its board (any tenant: the waiting one gets
+        the board next, by the usual round robin), its board is drained, its tenant's quota is spent
+        or the policy is bad, it had no batch for ``idle_s``, or it is older than ``max_s``."""
+        now = time.monotonic() if now is None else now
+        wanted: set[str] = set()  # boards some waiting ticket may use (one its quota lets it take)
+        for tenants in self.waiting.values():
+            for tenant, q in tenants.items():
+                cap = self.quota(tenant).max_concurrent
+                if not q or (cap is not None and self.in_flight.get(tenant, 0) >= cap):
+                    continue
+                for w in q:
+                    wanted |= w.allowed
+        out: list[tuple[int, str]] = []
+        for t in self.tickets.values():
+            if not t.lease or t.board is None or t.revoking:
+                continue
+            try:
+                self.check_quota(t.tenant, t.kind)
+                spent = False
+            except (QuotaExceeded, PolicyError):
+                spent = True
+            if (t.board in wanted or self.boards[t.board].drained or spent
+                    or now - t.last_used > idle_s or now - t.granted_at > max_s):
+                t.revoking = True
+                out.append((t.id, t.board))
+        return out
 
     def claim(self, ticket: int) -> None:
         """The caller received the grant (it is alive and is sending the batch to the board)."""
@@ -387,7 +473,8 @@ class BoardScheduler:
         if t is None:
             return None
         return {"ticket": t.id, "tenant": t.tenant, "owner": t.owner, "claimed": t.claimed,
-                "held_s": round(now - t.granted_at, 3), "delivered": t.delivered_at is not None}
+                "held_s": round(now - t.granted_at, 3), "delivered": t.delivered_at is not None,
+                "lease": t.lease, "revoking": t.revoking}
 
     def status(self) -> dict[str, Any]:
         now = time.monotonic()

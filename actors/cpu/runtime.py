@@ -100,6 +100,7 @@ class CpuRuntime:
         host = time.perf_counter() - t0
         self.runs += 1
         power = self.constants.value("power_w")
+        pw = self.constants.constants["power_w"]  # its band: the energy band (the time is measured)
         tel = Telemetry(
             kind=self.kind, emulated=False, samples=int(x.shape[0]), timesteps=int(x.shape[1]),
             spikes_in=int(np.count_nonzero(x)), spikes_out=int(raster.sum()),
@@ -109,6 +110,8 @@ class CpuRuntime:
             host_latency_s=host, device_time_s=host, energy_j=power * host,
             energy_breakdown_j={"static": power * host, "dynamic": 0.0, "total": power * host},
             footprint_bytes=int(self.program.meta["footprint_bytes"]),
+            bands={"device_time_s": [host, host], "static_j": [pw.low * host, pw.high * host],
+                   "energy_j": [pw.low * host, pw.high * host], "dynamic_j": [0.0, 0.0]},
             sources={"energy": f"modelled: measured host time x declared {power:g} W "
                                f"({self.constants.constants['power_w'].source})",
                      "latency": "measured host wall time",

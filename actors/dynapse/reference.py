@@ -36,10 +36,11 @@ synapse limit per neuron reached!") is the refusal.
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any
 
 import numpy as np
+
+from actors.base.common import quiet_vendor_import
 
 __all__ = ["TOLERANCES", "rockpool_version", "cam_fit", "dynapsim_raster", "statistical_check"]
 
@@ -53,8 +54,7 @@ FACTOR_KEYS = ("i_tau", "i_g", "i_spkthr", "i_dc", "syn_i_tau", "syn_i_g", "syn_
 
 def _rockpool() -> Any:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_vendor_import():
             logging.getLogger("rockpool").setLevel(logging.ERROR)
             import rockpool.devices.dynapse as dyn
     except ImportError:

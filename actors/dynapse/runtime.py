@@ -37,7 +37,7 @@ import nir
 import numpy as np
 
 from actors.base.emulated import DeviceRun, EmulatedRuntime, raise_if_unfit
-from actors.base.energy import modelled_energy
+from actors.base.energy import banded, modelled_energy
 from actors.dynapse.dpi import DpiLayer, Physics, apply_mismatch, calibrate_layer, simulate_dpi
 from actors.dynapse.reference import (
     FACTOR_KEYS,
@@ -255,12 +255,13 @@ class DynapseRuntime(EmulatedRuntime):
         # spikes broadcast in their own cores. Every delivery is a route to another core + a CAM broadcast.
         deliveries = events_in * cores[0] + sum(s * cores[i + 1] for i, s in enumerate(spikes[:-1]))
         deliveries += sum(s * cores[i] for i, (s, m) in enumerate(zip(spikes, meta["layers"], strict=True)) if m["recurrent"])
-        energy = modelled_energy(acs=deliveries, e_syn_j=c.value("e_broadcast_j"), macs=deliveries,
-                                 e_mac_j=c.value("e_route_j"), spikes=sum(spikes), e_spike_j=c.value("e_spike_gen_j"),
-                                 device_time_s=device_time, p_static_w=c.value("p_static_w"))
+        device_time, energy, bands = banded(lambda k: (device_time, modelled_energy(
+            acs=deliveries, e_syn_j=k.value("e_broadcast_j"), macs=deliveries, e_mac_j=k.value("e_route_j"),
+            spikes=sum(spikes), e_spike_j=k.value("e_spike_gen_j"), device_time_s=device_time,
+            p_static_w=k.value("p_static_w"))), c)
         return DeviceRun(
             counts=raster.sum(axis=1), host_raster=raster.astype(np.float32), raster=raster.astype(np.float32),
-            layer_stats=stats, device_time_s=device_time, energy=energy, spikes_out=int(raster.sum()),
+            layer_stats=stats, device_time_s=device_time, energy=energy, spikes_out=int(raster.sum()), bands=bands,
             sources={
                 "energy": "spikes generated x e_spike_gen_j + core deliveries x (e_broadcast_j + e_route_j) "
                           "[synaptic term] + declared static power x device time",

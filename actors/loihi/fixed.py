@@ -636,17 +636,31 @@ def _drive(acc: np.ndarray, plan: _Plan) -> np.ndarray:
     return out
 
 
+def _clip_reachable(drive: np.ndarray, plan: _Plan, steps: int) -> bool:
+    """Whether ``v`` can reach the -(2^23-1) clip on *these* drives (not only on the worst-case input
+    :func:`_plan` assumes). With ``m`` the most negative drive of any step (the bias alone at step 0)
+    and ``c = (4096-dv)/4096``, induction gives ``v_t >= -|m| (1 + c + ... + c^t)``: ``trunc`` moves a
+    negative ``v c`` towards zero and the reset sets 0, so neither lowers the bound. The geometric sum
+    is below ``min(steps, 1/(1-c))``; the clip cannot trigger while ``|m|`` times that stays under the
+    limit (a margin of 1e-9 covers the float rounding of the bound itself)."""
+    lo = min(0.0, float(drive.min()) if drive.size else 0.0, float(plan.bias.min()) if plan.bias.size else 0.0)
+    span = float(steps) if plan.cv >= 1.0 else min(float(steps), 1.0 / (1.0 - plan.cv))
+    return -lo * span >= V_LIMIT * (1.0 - 1e-9)
+
+
 def _lif_fast(acc: np.ndarray, plan: _Plan, spikes: np.ndarray, events: dict[str, int] | None) -> None:
     """``PyLifModelBitAcc`` for a feed-forward layer whose ``u`` is exactly this step's input
     (``plan.u_simple``: du = 4095 and no wrap possible), writing ``spikes [B, T, n]`` (bool) in place.
 
     Why a path of its own: it is the layer every compiled program has, and here the per-step work is
     all of the cost. The drive of every step (``a << 6`` plus the bias) is made in place in the int32
-    sums by two integer passes, so each step is a few cache-resident float64 ops on ``v`` plus the
-    spike compare, and each step's spikes go straight into the raster. Exactness: ``u_simple`` means
-    ``|a << 6| < 2^23`` and ``|bias| < 2^19``, so the int32 drive cannot overflow; ``v`` stays an
-    integer of at most 24 bits and ``v * (4096-dv)/4096`` needs at most 36, so every float64 op is
-    exact and the order of the additions does not matter (same values as :func:`_lif`)."""
+    sums by two integer passes, so each step is five cache-resident passes over ``v``: decay, trunc,
+    add the drive, spike compare (straight into the raster), reset by the negated spike mask. The v
+    clip runs only if :func:`_clip_reachable` says these drives can reach it (one min over the
+    drives instead of a maximum pass per step). Exactness: ``u_simple`` means ``|a << 6| < 2^23`` and
+    ``|bias| < 2^19``, so the int32 drive cannot overflow; ``v`` stays an integer of at most 24 bits
+    and ``v * (4096-dv)/4096`` needs at most 36, so every float64 op is exact and the order of the
+    additions does not matter (same values as :func:`_lif`)."""
     bsz, steps, n = acc.shape
     v = np.zeros((bsz, n))
     keep = np.empty((bsz, n), dtype=bool)
@@ -659,23 +673,26 @@ def _lif_fast(acc: np.ndarray, plan: _Plan, spikes: np.ndarray, events: dict[str
         drive >>= -plan.weight_exp
         drive <<= ACT_SHIFT
     drive += plan.bias.astype(np.int32)
+    clip = plan.v_clip and _clip_reachable(drive[:, :-1], plan, steps)
+    decay = plan.cv not in (0.0, 1.0)
     for t in range(steps):
         if plan.cv == 0.0:
             v.fill(0.0)
-        elif plan.cv != 1.0:
+        elif decay:
             np.multiply(v, plan.cv, out=v)
             np.trunc(v, out=v)  # sign(v*c) * (|v*c| >> 12)
         if t > 0:
             v += drive[:, t - 1]
         else:
             v += plan.bias  # step 0 gets no Dense input, only the bias
-        if plan.v_clip:
+        if clip:
             if events is not None:
                 events["v_clips"] += int(np.count_nonzero(v < -V_LIMIT))
             np.maximum(v, -V_LIMIT, out=v)
         # the +(2^23-1) clip never matters: vth << 6 < 2^23-1, so a clipped v spikes and resets to 0
-        np.greater(v, plan.vth64, out=spikes[:, t])
-        np.less_equal(v, plan.vth64, out=keep)
+        fired = spikes[:, t]
+        np.greater(v, plan.vth64, out=fired)
+        np.logical_not(fired, out=keep)  # a pass over bools, not another compare of float64 v
         np.multiply(v, keep, out=v)
 
 

@@ -28,7 +28,7 @@ import nir
 import numpy as np
 
 from actors.base.emulated import DeviceRun, EmulatedRuntime
-from actors.base.energy import DeviceConstants, modelled_energy
+from actors.base.energy import DeviceConstants, banded, modelled_energy
 from actors.loihi.fixed import (
     LIMITS,
     CoreMap,
@@ -210,11 +210,15 @@ class LoihiRuntime(EmulatedRuntime):
         c = self.constants
         dev_steps = steps + delay
         step_s = modelled_step_time(c, self._cores, em, dev_steps, bsz)
-        device_time = bsz * dev_steps * step_s
-        energy = modelled_energy(acs=sum(em.synaptic_ops), neuron_updates=sum(em.neuron_updates),
-                                 spikes=sum(em.spikes), device_time_s=device_time, e_syn_j=c.value("e_syn_j"),
-                                 e_neuron_j=c.value("e_neuron_j"), e_spike_j=c.value("e_spike_j"),
-                                 p_static_w=c.value("p_static_w"))
+
+        def cost(k: DeviceConstants) -> tuple[float, dict[str, float]]:
+            t_dev = bsz * dev_steps * modelled_step_time(k, self._cores, em, dev_steps, bsz)
+            return t_dev, modelled_energy(acs=sum(em.synaptic_ops), neuron_updates=sum(em.neuron_updates),
+                                          spikes=sum(em.spikes), device_time_s=t_dev, e_syn_j=k.value("e_syn_j"),
+                                          e_neuron_j=k.value("e_neuron_j"), e_spike_j=k.value("e_spike_j"),
+                                          p_static_w=k.value("p_static_w"))
+
+        device_time, energy, bands = banded(cost, c)
         src = c.constants
         sources = {  # "energy" and "device_time" get the base's "modelled: " label
             "mode": "emulated: actors.loihi.fixed, bit-accurate copy of Lava 0.10 PyDenseModelBitAcc/PyLifModelBitAcc",
@@ -246,7 +250,7 @@ class LoihiRuntime(EmulatedRuntime):
         return DeviceRun(
             counts=out.sum(axis=1, dtype=np.int64), host_raster=out, raster=out, layer_stats=stats,
             device_time_s=float(device_time), energy=energy, spikes_out=int(out.sum()), sources=sources,
-            timesteps=dev_steps, untimed_s=untimed,
+            timesteps=dev_steps, untimed_s=untimed, bands=bands,
         )
 
     # ------------------------------------------------------------------ reference

@@ -32,7 +32,8 @@ import numpy as np
 
 from actors.base.common import arrays_to_layers, layers_to_arrays
 from actors.base.emulated import DeviceRun, EmulatedRuntime, raise_if_unfit
-from actors.base.energy import load_constants, modelled_energy
+from actors.base.energy import DeviceConstants, banded, load_constants, modelled_energy
+from actors.spinnaker.fit import spynnaker_fit
 from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
@@ -158,7 +159,8 @@ class SpinnakerRuntime(EmulatedRuntime):
             max_words = max(max_words, *per_core)
             footprint += int(np.count_nonzero(both)) * int(self.constants.value("bytes_per_synapse")) + lay.n_out * 4 * 6
         chips = math.ceil(cores / lim["app_cores_per_chip"])
-        fit.add("application cores per chip", min(cores, lim["app_cores_per_chip"]), lim["app_cores_per_chip"], "cores", "chip")
+        # populations never share a core and a chip has app_cores_per_chip of them: the board's budget
+        fit.add("application cores", cores, o["chips"] * lim["app_cores_per_chip"], "cores", "board")
         fit.add("chips", chips, o["chips"], "chips", "board")
         fit.add("synaptic words per core (SDRAM share)", max_words, words_limit, "words", "core")
         fit.add("s16.15 magnitude (threshold/reset/bias/leak/gain)", rng_max, lim["accum_max"], "")
@@ -169,13 +171,14 @@ class SpinnakerRuntime(EmulatedRuntime):
                          f"1-step delay per projection, a sample runs T + {len(layers) - 1} steps")
         if underflow:
             fit.notes.append(f"{underflow} non-zero weights round to 0 at their population's weight resolution")
+        vendor = spynnaker_fit(fit, arrays, [{"n_out": lay.n_out} for lay in layers], layers[0].n_in, npc, o["chips"])
         raise_if_unfit(fit)
         base, meta = layers_to_arrays(layers)
         arrays.update({k: v for k, v in base.items() if not k.endswith(".weight")})
         return Program(kind=self.kind, arrays=arrays, fit=fit, meta={
             "layers": meta, "dt": dt, "n_in": layers[0].n_in, "n_out": layers[-1].n_out, "options": o,
             "footprint_bytes": int(footprint), "cores": cores, "chips": chips,
-            "recurrent": [lay.recurrent is not None for lay in layers],
+            "recurrent": [lay.recurrent is not None for lay in layers], "spynnaker": vendor,
         })
 
     def _load_device(self, program: Program) -> None:
@@ -237,17 +240,21 @@ class SpinnakerRuntime(EmulatedRuntime):
                 new_out.append(s.astype(np.int64))
             out_prev = new_out
             raster[:, t] = out_prev[-1]
-        device_time = bsz * total * c.value("timestep_s")
         acs = sum(s["synaptic_ops"] for s in stats.values())
         nupd = sum(s["neuron_updates"] for s in stats.values())
         spikes = sum(s["spikes"] for s in stats.values())
-        energy = modelled_energy(acs=acs, e_syn_j=c.value("e_syn_j"), neuron_updates=nupd,
-                                 e_neuron_j=c.value("e_neuron_j"), spikes=spikes, e_spike_j=c.value("e_spike_j"),
-                                 device_time_s=device_time, p_static_w=c.value("p_chip_w") * meta["chips"])
+
+        def cost(k: DeviceConstants) -> tuple[float, dict[str, float]]:
+            t_dev = bsz * total * k.value("timestep_s")
+            return t_dev, modelled_energy(acs=acs, e_syn_j=k.value("e_syn_j"), neuron_updates=nupd,
+                                          e_neuron_j=k.value("e_neuron_j"), spikes=spikes, e_spike_j=k.value("e_spike_j"),
+                                          device_time_s=t_dev, p_static_w=k.value("p_chip_w") * meta["chips"])
+
+        device_time, energy, bands = banded(cost, c)
         lag = n_layers - 1
         return DeviceRun(
             counts=raster.sum(axis=1).astype(np.float64), host_raster=raster[:, lag:lag + steps], raster=raster,
-            layer_stats=stats, device_time_s=device_time, energy=energy, spikes_out=int(raster.sum()),
+            layer_stats=stats, device_time_s=device_time, energy=energy, spikes_out=int(raster.sum()), bands=bands,
             sources={
                 "energy": f"synaptic events x e_syn_j + neuron updates (every neuron every 1 ms) x e_neuron_j + "
                           f"{meta['chips']} chip(s) x p_chip_w x device time (all constants 'verify')",

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from actors.base.common import quiet_vendor_import
 from actors.xylo.core import XyloSpec, evolve
 
 __all__ = ["import_xylo", "xylosim_version", "xylosim_run", "check_program"]
@@ -21,7 +22,8 @@ __all__ = ["import_xylo", "xylosim_version", "xylosim_run", "check_program"]
 def import_xylo() -> Any:
     """``rockpool.devices.xylo.syns61201`` with ``syns65302`` stubbed (it imports samna unguarded)."""
     sys.modules.setdefault("rockpool.devices.xylo.syns65302", types.ModuleType("rockpool.devices.xylo.syns65302"))
-    import rockpool.devices.xylo.syns61201 as xa2
+    with quiet_vendor_import():
+        import rockpool.devices.xylo.syns61201 as xa2
 
     return xa2
 

@@ -23,7 +23,7 @@ import nir
 import numpy as np
 
 from actors.base.emulated import DeviceRun, EmulatedRuntime, raise_if_unfit
-from actors.base.energy import load_constants, modelled_energy
+from actors.base.energy import banded, load_constants, modelled_energy
 from actors.xylo.core import XyloSpec, evolve
 from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
@@ -162,15 +162,16 @@ class XyloRuntime(EmulatedRuntime):
         events_in = np.minimum(np.clip(np.asarray(x), 0, None), 15)
         fan_out = (self._spec.w_rec != 0).sum(axis=1) + (self._spec.w_out != 0).sum(axis=1)  # per hidden neuron
         syn = float((events_in.astype(np.int64) @ (self._spec.w_in != 0)).sum() + (hid @ fan_out).sum())
-        energy = modelled_energy(acs=syn, e_syn_j=c.value("e_syn_j"), device_time_s=device_time,
-                                 p_static_w=c.value("p_inference_w"))
+        device_time, energy, bands = banded(
+            lambda k: (device_time, modelled_energy(acs=syn, e_syn_j=k.value("e_syn_j"), device_time_s=device_time,
+                                                    p_static_w=k.value("p_inference_w"))), c)
         stats = {self.program.meta["layers"][0]: {"spikes": float(hid.sum()), "synaptic_ops": syn,
                                                  "neuron_updates": float(bsz * steps * hid.shape[2])},
                  self.program.meta["layers"][1]: {"spikes": float(out.sum()), "synaptic_ops": 0.0,
                                                  "neuron_updates": float(bsz * steps * out.shape[2])}}
         raster = out.astype(np.float32)
         return DeviceRun(counts=out.sum(axis=1), host_raster=raster, raster=raster, layer_stats=stats,
-                         device_time_s=device_time, energy=energy, spikes_out=int(out.sum()),
+                         device_time_s=device_time, energy=energy, spikes_out=int(out.sum()), bands=bands,
                          sources={"energy": "published Xylo Audio 2 inference power x device time (arXiv:2406.15112)",
                                   "device_time": "real time, clocked: samples x T x dt"})
 

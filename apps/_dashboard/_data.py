@@ -124,6 +124,11 @@ def run_kpis(report: dict[str, Any]) -> pd.DataFrame:
                "passed": bool(k.get("passed"))}
         for key, _, _ in KPI_METRICS:
             row[key] = k.get(key)
+        for key, _, _ in KPI_METRICS:  # modelled figures: the constants' band (docs/measurement.md)
+            if k.get(f"{key}_low") is not None:
+                row[f"{key} band"] = f"[{k[f'{key}_low']:.4g}, {k[f'{key}_high']:.4g}]"
+        if k.get("time_mode"):
+            row["time mode"] = k["time_mode"]
         stats = _repeat_stats(report, k.get("kind"))
         for key, _, _ in KPI_METRICS:  # repeated seeds: mean ± std [CI] next to the run's own figure
             if key in stats:
@@ -223,7 +228,8 @@ def golden_rows(reg: Registry, report: dict[str, Any]) -> pd.DataFrame:
 def comparison(report: dict[str, Any]) -> pd.DataFrame:
     """Long table kind/metric/value/mode for the bar charts (kinds that ran; emulated ones labelled).
     With a repeats section, ``mean`` / ``ci_low`` / ``ci_high`` are the repeated-seed figures (the
-    plot's error bars); NaN otherwise."""
+    plot's error bars); NaN otherwise. ``band_low`` / ``band_high``: a modelled figure's band (the same
+    model at its constants' band ends, docs/measurement.md); NaN for a row stored without one."""
     rows = []
     for k in report.get("kpis", []):
         if k.get("status") != "ok":
@@ -236,9 +242,14 @@ def comparison(report: dict[str, Any]) -> pd.DataFrame:
                 rows.append({"kind": k["kind"], "metric": key, "label": label + (f" [{unit}]" if unit else ""),
                              "value": float(k[key]), "mode": figure_mode(m, k), "passed": bool(k.get("passed")),
                              "mean": st.get("mean", math.nan), "ci_low": st.get("lower_ci", math.nan),
-                             "ci_high": st.get("upper_ci", math.nan)})
+                             "ci_high": st.get("upper_ci", math.nan),
+                             "band_low": _num(k.get(f"{key}_low")), "band_high": _num(k.get(f"{key}_high"))})
     return pd.DataFrame(rows, columns=["kind", "metric", "label", "value", "mode", "passed", "mean", "ci_low",
-                                       "ci_high"])
+                                       "ci_high", "band_low", "band_high"])
+
+
+def _num(v: Any) -> float:
+    return math.nan if v is None else float(v)
 
 
 def _repeat_stats(report: dict[str, Any], kind: Any) -> dict[str, Any]:

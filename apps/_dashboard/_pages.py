@@ -171,6 +171,17 @@ def _error_bars(df: pd.DataFrame, log: bool = False) -> alt.Chart:
                  alt.Tooltip("ci_high:Q", format=".4g")])
 
 
+def _band_bars(df: pd.DataFrame, log: bool = False) -> alt.Chart:
+    # the constants' band [low, high] of a modelled figure (docs/measurement.md), drawn as a grey rule
+    part = df[df["band_low"].notna() & (df["band_high"] > df["band_low"])]
+    if log:
+        part = part.assign(band_low=part["band_low"].clip(lower=float(df["value"].min()) / 10))
+    return alt.Chart(part).mark_rule(color="#666", strokeWidth=3, opacity=0.6).encode(
+        x="kind:N", y="band_low:Q", y2="band_high:Q",
+        tooltip=["kind", alt.Tooltip("value:Q", format=".4g"), alt.Tooltip("band_low:Q", format=".4g"),
+                 alt.Tooltip("band_high:Q", format=".4g")])
+
+
 def page_compare(ctx: Context) -> None:
     st.header("Cross-device comparison")
     picked = _pick_run(ctx, "cmp_run")
@@ -182,7 +193,9 @@ def page_compare(ctx: Context) -> None:
         st.warning("No device kind produced KPIs in this run (every target failed to fit).")
         return
     st.caption("Emulated kinds: latency and energy are modelled from the constants in actors/<kind>/constants.yaml "
-               "(sources: `fabric devices --json`); cpu latency is measured, its energy modelled.")
+               "(sources: `fabric devices --json`); cpu latency is measured, its energy modelled. Grey bars: "
+               "the band of a modelled figure (its constants' low/high, docs/measurement.md); black: the "
+               "repeated-seed confidence interval.")
     labels = list(dict.fromkeys(df["label"]))
     for i in range(0, len(labels), 2):
         cols = st.columns(2)
@@ -193,6 +206,8 @@ def page_compare(ctx: Context) -> None:
                        and part["value"].max() > 20 * part["value"].min())
             c.markdown(f"**{lab}**")
             chart = _bars(part, log)
+            if part["band_low"].notna().any():  # modelled figures: the constants' band
+                chart = chart + _band_bars(part, log)
             if part["ci_low"].notna().any():  # repeated seeds: the confidence interval as error bars
                 chart = chart + _error_bars(part, log)
             c.altair_chart(chart, width="stretch")

@@ -23,6 +23,7 @@ EPILOG = """examples:
   fabric data ls / fabric data show <id>      dataset versions and their schema
   fabric compile model.nir --kind loihi --out model.prog
   fabric simulate model.prog --input spikes.npy --out out.npy --golden
+  fabric zoo publish <report-id> --name digits-mlp   publish a run's model; `model: {zoo: digits-mlp}` reuses it
 
 environment: FABRIC_STORE (store URL, default ./.fabric/store), RAY_ADDRESS (join a cluster),
 FABRIC_DEVICES (emulated device counts, e.g. "loihi=2,akida=1"), FABRIC_TENANT (registry namespace),
@@ -56,11 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-train and re-measure with N seeds (overrides the spec's repeats.n): mean, std, CI")
     add_address_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage log")
+    p.add_argument("--mlflow", metavar="URI", help="also log the run to an MLflow tracking store (http://host:port or "
+                   "sqlite:///m.db; default $FABRIC_MLFLOW_URI): a view of the registry, so a store that "
+                   "cannot be used is a warning, never a failure")
+    p.add_argument("--mlflow-experiment", metavar="NAME", help="MLflow experiment name (default: the spec's name)")
 
     p = sub.add_parser("devices", help="list device kinds, their mode, limits and resources",
                        description="Device kinds known to this fabric; with --json include every energy/latency "
                        "constant with its source and confidence.")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--matrix", action="store_true", help="compile a small graph per NIR node type on every kind and "
+                   "print which maps (the capability matrix; with --markdown as docs/capabilities.md)")
+    p.add_argument("--markdown", action="store_true", help="with --matrix: the docs/capabilities.md text")
     add_address_option(p, "also show the resources a running cluster advertises")
 
     p = sub.add_parser("registry", help="inspect the artifact registry", description="Inspect stored artifacts.")
@@ -148,6 +156,12 @@ def cmd_run(a: argparse.Namespace) -> int:
                                dataset=source)
     except SpecError as exc:
         return fail(str(exc), 2)
+    from fabric.flow.tracking import log_run, resolve_uri
+
+    mlflow_uri, mlflow_run = resolve_uri(a.mlflow), None
+    if mlflow_uri:  # a view of the registry: a store that cannot be used is one warning line, same exit code
+        mlflow_run = log_run(mlflow_uri, summary.to_dict(), spec.to_dict(), experiment=a.mlflow_experiment,
+                             registry=reg)
     if a.json:
         print(json.dumps(summary.to_dict(), indent=1, default=str))
     else:
@@ -162,6 +176,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(format_run_extras(summary))
         print(f"\nreport artifact {summary.report_id}  ({'ALL KPI GATES PASS' if summary.passed else 'KPI GATES FAILED'})"
               f"  job time {summary.seconds:.1f}s")
+        if mlflow_run:
+            print(f"mlflow run {mlflow_run} (experiment {a.mlflow_experiment or spec.name}, {mlflow_uri})")
     return 0 if summary.passed else 3
 
 
@@ -169,6 +185,21 @@ def cmd_devices(a: argparse.Namespace) -> int:
     from fabric.connect import device_resources
     from fabric.kinds import capabilities, kinds, runtime_class
 
+    if a.matrix:
+        from fabric.flow.capability import capability_matrix, matrix_markdown
+
+        m = capability_matrix()
+        if a.json:
+            print(json.dumps(m, indent=1))
+        elif a.markdown:
+            print(matrix_markdown(m), end="")
+        else:
+            names = sorted(next(iter(m.values())))
+            print(f"{'node type':<18}" + "".join(f"{k:>12}" for k in names))
+            for node, row in m.items():
+                print(f"{node:<18}" + "".join(f"{('yes' if row[k]['status'] == 'maps' else 'no'):>12}" for k in names))
+            print("\n--matrix --json gives each refusal's text; --matrix --markdown the docs/capabilities.md page.")
+        return 0
     advertised = device_resources()
     cluster: dict[str, Any] | None = None
     if a.address:
@@ -285,6 +316,39 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     return simulate_cmd(a.program, a.input, a.out, a.golden)
 
 
+def _wxh(text: str, what: str) -> list[int]:
+    parts = text.lower().replace(",", "x").split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"{what}: give WIDTHxHEIGHT, e.g. 32x32, got {text!r}")
+    return [int(p) for p in parts]
+
+
+def _event_options(a: Any) -> dict[str, Any]:
+    """The event-archive options of `fabric data ingest`, only when given (other formats refuse them)."""
+    out: dict[str, Any] = {}
+    if a.sensor_size:
+        out["sensor_size"] = tuple(_wxh(a.sensor_size, "--sensor-size"))
+    if a.time_unit != "us":
+        out["time_unit"] = a.time_unit
+    if a.duration_us is not None:
+        out["duration_us"] = a.duration_us
+    steps = []
+    for t in a.transform:
+        name, sep, value = t.partition("=")
+        if not sep:
+            raise ValueError(f"--transform: give NAME=VALUE (e.g. denoise=10000), got {t!r}")
+        name = name.strip()
+        try:
+            steps.append({name: _wxh(value, f"--transform {name}") if name == "center_crop" else float(value)})
+        except ValueError as exc:
+            raise ValueError(str(exc) if "WIDTHx" in str(exc) else f"--transform {name}: not a number: {value!r}") from None
+    if steps:
+        from fabric.data.eventfiles import check_transforms
+
+        out["transforms"] = check_transforms(steps)
+    return out
+
+
 def _add_data_parser(sub: Any) -> None:
     p = sub.add_parser("data", help="ingest, list and inspect dataset versions",
                        description="Datasets become Parquet artifacts whose id is their version (content, split and "
@@ -292,17 +356,25 @@ def _add_data_parser(sub: Any) -> None:
     ds = p.add_subparsers(dest="dcmd", metavar="ACTION")
     ds.required = True
     q = ds.add_parser("ingest", help="store a dataset from a file or a built-in source",
-                      description="SOURCE: a .npz/.npy/.csv/.parquet/.ts file or fsspec URL (s3://...), or "
-                      "builtin:NAME.")
+                      description="SOURCE: a .npz/.npy/.csv/.parquet/.ts file, a .zip of event-camera recordings "
+                      "(Prophesee EVT2/EVT3 .raw, .dat, or x/y/t/p .npy, with labels.csv: file,label[,split]), an fsspec "
+                      "URL (s3://...) of one, or builtin:NAME.")
     q.add_argument("source", metavar="SOURCE")
     q.add_argument("--name", help="dataset name (default: the file stem)")
-    q.add_argument("--format", default="auto", help="auto (from the extension), npz, npy, parquet, csv or ts")
+    q.add_argument("--format", default="auto", help="auto (from the extension), npz, npy, parquet, csv, ts or events")
     q.add_argument("--labels", metavar="Y.npy", help="labels for a .npy source (or to override a .npz's)")
     q.add_argument("--label-column", help="label column of a CSV/Parquet source (default label/y/target/class)")
     q.add_argument("--test", metavar="FILE_TEST.ts", help="the matching test file of a UEA/UCR .ts train file")
     q.add_argument("--layout", default="auto", choices=["auto", "static", "timeseries"],
                    help="how to read [N, C, T] arrays (auto: 3-D is a time series)")
     q.add_argument("--sampling-rate", type=float, metavar="HZ")
+    q.add_argument("--sensor-size", metavar="WxH", help="event archive: sensor width x height (default: from the "
+                   "recordings' '% geometry' headers)")
+    q.add_argument("--time-unit", default="us", choices=["us", "ms", "ns", "s"], help="event archive: unit of t")
+    q.add_argument("--duration-us", type=int, metavar="US", help="event archive: sample window (default: longest recording)")
+    q.add_argument("--transform", action="append", default=[], metavar="NAME=VALUE",
+                   help="event archive: a tonic transform, in order (repeatable): denoise=US, refractory_period=US, "
+                   "decimation=N, center_crop=WxH")
     q.add_argument("--limit", type=int, metavar="N", help="only the first N samples")
     q.add_argument("--test-fraction", type=float, default=0.25)
     q.add_argument("--val-fraction", type=float, default=0.0)
@@ -346,7 +418,8 @@ def cmd_data(a: argparse.Namespace) -> int:
                 # files or fsspec URLs (s3://bucket/x.parquet), read once and parsed from a private copy
                 ds = ingest_files(read_source(a.source), labels=read_source(a.labels) if a.labels else None,
                                   test=read_source(a.test) if a.test else None, name=a.name, fmt=a.format,
-                                  label_column=a.label_column, sampling_rate_hz=a.sampling_rate, layout=a.layout)
+                                  label_column=a.label_column, sampling_rate_hz=a.sampling_rate, layout=a.layout,
+                                  **_event_options(a))
                 if a.limit is not None:
                     ds = ds.take(slice(0, a.limit))
                 ds, splits = prepare(ds, test_fraction=a.test_fraction, val_fraction=a.val_fraction, seed=a.seed,
@@ -415,6 +488,7 @@ EXTENSIONS: dict[str, str] = {
     "compare": "fabric.cli.compare",
     "keys": "fabric.cli.keys",
     "tenants": "fabric.cli.tenants",
+    "zoo": "fabric.cli.zoo",
 }
 
 

@@ -211,7 +211,7 @@ def prepare(ds: Dataset, *, test_fraction: float = 0.25, val_fraction: float = 0
 
 
 # -- ingestion -----------------------------------------------------------------------------------
-FORMATS = ("npz", "npy", "parquet", "csv", "ts")
+FORMATS = ("npz", "npy", "parquet", "csv", "ts", "events")
 _X_KEYS = ("x", "X", "data", "features")
 _Y_KEYS = ("y", "Y", "labels", "label", "target")
 _LABEL_COLUMNS = ("label", "labels", "y", "target", "class")
@@ -351,6 +351,8 @@ def _detect(path: Path, fmt: str) -> str:
     ext = path.suffix.lower().lstrip(".")
     if ext in ("pq", "parquet"):
         return "parquet"
+    if ext == "zip":  # an archive of event-camera recordings + labels.csv (fabric.data.eventfiles)
+        return "events"
     if ext in FORMATS:
         return ext
     raise DataError(f"{path}: cannot tell the format from the extension {path.suffix!r}; give format= one of "
@@ -360,7 +362,9 @@ def _detect(path: Path, fmt: str) -> str:
 def ingest(source: str | Path, *, name: str | None = None, fmt: str = "auto",
            labels: str | Path | np.ndarray | None = None, label_column: str | None = None,
            split_column: str = "split", test: str | Path | None = None, sampling_rate_hz: float | None = None,
-           channels: list[str] | None = None, layout: Layout = "auto") -> Dataset:
+           channels: list[str] | None = None, layout: Layout = "auto", sensor_size: tuple[int, int] | None = None,
+           time_unit: str = "us", duration_us: int | None = None,
+           transforms: list[dict[str, Any]] | None = None) -> Dataset:
     """Read a file into a raw :class:`Dataset` (values not yet normalized; use :func:`prepare`).
 
     A file the parsers cannot read (truncated zip, garbled Parquet footer, a .npy header that is not
@@ -375,6 +379,9 @@ def ingest(source: str | Path, *, name: str | None = None, fmt: str = "auto",
       :func:`to_parquet_bytes` is read back as is.
     * ``.ts`` (UEA/UCR): equal-length series ``[N, C, T]``; ``test`` names the matching _TEST file,
       which makes the split the source's own.
+    * ``.zip`` (format ``events``): event-camera recordings (Prophesee EVT 2/3 ``.raw``, ``.dat``, or
+      x/y/t/p ``.npy``) + ``labels.csv``; ``sensor_size``, ``time_unit``, ``duration_us`` and tonic
+      ``transforms`` apply (see :mod:`fabric.data.eventfiles`).
 
     ``[N, C, T]`` arrays are time series unless ``layout='static'``; more dims are flattened.
     """
@@ -382,7 +389,8 @@ def ingest(source: str | Path, *, name: str | None = None, fmt: str = "auto",
     try:
         return _ingest(Path(source), name=name, fmt=fmt, labels=labels, label_column=label_column,
                        split_column=split_column, test=test, sampling_rate_hz=sampling_rate_hz, channels=channels,
-                       layout=layout)
+                       layout=layout, sensor_size=sensor_size, time_unit=time_unit, duration_us=duration_us,
+                       transforms=transforms)
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - parsers raise BadZipFile, EOFError, OSError, ArrowInvalid, TokenError ...
@@ -394,11 +402,29 @@ def ingest(source: str | Path, *, name: str | None = None, fmt: str = "auto",
 
 def _ingest(path: Path, *, name: str | None, fmt: str, labels: str | Path | np.ndarray | None,
             label_column: str | None, split_column: str, test: str | Path | None, sampling_rate_hz: float | None,
-            channels: list[str] | None, layout: Layout) -> Dataset:
+            channels: list[str] | None, layout: Layout, sensor_size: tuple[int, int] | None = None,
+            time_unit: str = "us", duration_us: int | None = None,
+            transforms: list[dict[str, Any]] | None = None) -> Dataset:
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     kind = _detect(path, fmt)
     where = str(path)
+    if kind == "events":
+        from fabric.data.eventfiles import EventFileError, read_event_archive
+
+        try:
+            es, raw_labels, ev_splits, ev_layout = read_event_archive(path, sensor_size=sensor_size, time_unit=time_unit,
+                                                                      duration_us=duration_us, transforms=transforms)
+        except EventFileError as exc:
+            raise DataError(str(exc)) from None
+        y, found = _labels(np.asarray(raw_labels), where)
+        ds = Dataset(name=name or path.stem, x=es, y=y, classes=found, sampling_rate_hz=None,
+                     source=f"event archive {path.name} ({', '.join(ev_layout['recording_formats'])})", channels=[],
+                     splits=ev_splits)
+        ds.preprocessing = dict(ds.preprocessing) | {"events": ev_layout}  # the layout is part of the version
+        return ds
+    if sensor_size is not None or transforms:
+        raise DataError(f"{where}: sensor_size and transforms apply to event archives (.zip, format events) only")
     splits: np.ndarray | None = None
     rate = sampling_rate_hz
     classes: list[str] | None = None

@@ -2,6 +2,15 @@
 cross-device comparison, drift."""
 
 from fabric.flow import stages  # noqa: F401  (stage functions: stages.train, stages.compile, ...)
+from fabric.flow.autopilot import (  # noqa: F401
+    Action,
+    Autopilot,
+    AutopilotPolicy,
+    Evidence,
+    Trigger,
+    find_trigger,
+)
+from fabric.flow.capability import PROBES, capability_matrix, matrix_markdown  # noqa: F401
 from fabric.flow.codecs import (  # noqa: F401
     checkpoint_from_bytes,
     dataset_from_bytes,
@@ -46,8 +55,12 @@ from fabric.flow.pipeline import (  # noqa: F401
     run_pipeline,
 )
 from fabric.flow.repeats import measure_repeats, repeat_seed, repeat_spec, stats_by_kind  # noqa: F401
+from fabric.flow.retrain import RetrainError, retrain  # noqa: F401
+from fabric.flow.tracking import log_run, log_tune, resolve_uri, run_payload, tune_payloads  # noqa: F401
 
 __all__ = [
+    "log_run", "log_tune", "resolve_uri", "run_payload", "tune_payloads",
+    "PROBES", "capability_matrix", "matrix_markdown",
     "stages",
     "DatasetSource",
     "check_dataset",
@@ -90,4 +103,12 @@ __all__ = [
     "repeat_seed",
     "repeat_spec",
     "stats_by_kind",
+    "Action",
+    "Autopilot",
+    "AutopilotPolicy",
+    "Evidence",
+    "Trigger",
+    "find_trigger",
+    "RetrainError",
+    "retrain",
 ]

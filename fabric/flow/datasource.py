@@ -102,7 +102,8 @@ def _ingest_field(msg: str, labels_given: bool) -> str:
     """The spec field an ingest error is about (the file itself unless an option is named)."""
     for needle, fld in (("label_column '", "label_column"), ("split values", "split_column"),
                         ("normalize", "normalize"), ("layout=", "layout"), ("channel names", "channels"),
-                        ("split fractions", "test_fraction")):
+                        ("split fractions", "test_fraction"), ("sensor_size", "sensor_size"),
+                        ("duration_us", "duration_us"), ("time_unit", "time_unit"), ("transforms[", "transforms")):
         if needle in msg:
             return fld
     return "labels" if labels_given and "label" in msg else "path"
@@ -116,7 +117,8 @@ def _path(spec: Spec, source: str) -> DatasetSource:
     try:
         ds = ingest_files(main, labels=labels, test=test, fmt=d.format, label_column=d.label_column,
                           split_column=d.split_column, sampling_rate_hz=d.sampling_rate_hz, channels=d.channels,
-                          layout=d.layout)
+                          layout=d.layout, sensor_size=tuple(d.sensor_size) if d.sensor_size else None,
+                          time_unit=d.time_unit, duration_us=d.duration_us, transforms=d.transforms)
         if d.limit is not None:
             ds = ds.take(slice(0, d.limit))
         ds, splits = prepare(ds, test_fraction=d.test_fraction, val_fraction=d.val_fraction, seed=spec.seed,

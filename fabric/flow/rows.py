@@ -25,6 +25,15 @@ class KPIRow:
     spikes_per_inference: float | None = None
     synops_per_inference: float | None = None
     footprint_kb: float | None = None
+    # the band [low, high] of each modelled figure (fabric.kpis.row_bands; docs/measurement.md)
+    latency_p50_ms_low: float | None = None
+    latency_p50_ms_high: float | None = None
+    latency_p99_ms_low: float | None = None
+    latency_p99_ms_high: float | None = None
+    energy_mj_low: float | None = None
+    energy_mj_high: float | None = None
+    time_mode: str = ""  # the kind's declared time mode (fabric.kinds.TIME_MODES)
+    basis: dict[str, str] = field(default_factory=dict)  # KPI name -> "measured" | "modelled"
     early_exit_accuracy: float | None = None  # Top-K cutoff (spec.early_exit) on the device's raster
     early_exit_steps_saved: float | None = None  # fraction of timesteps not simulated
     gates: dict[str, bool] = field(default_factory=dict)

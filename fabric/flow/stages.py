@@ -32,7 +32,7 @@ from fabric.flow.codecs import (
 )
 from fabric.flow.datasource import DatasetSource, check_dataset, store_dataset
 from fabric.flow.rows import KPIRow
-from fabric.kpis import row_from_telemetry
+from fabric.kpis import row_bands, row_from_telemetry
 from fabric.model.snn import LifMLP, export_nir
 from fabric.model.train import TrainResult, train_model
 from fabric.model.user import (
@@ -351,6 +351,7 @@ def evaluate(registry: Registry, pool: Any, program: Program, prog_id: str, enc_
     row = KPIRow(
         kind=kind, status="ok",
         **row_from_telemetry([r.telemetry for r in results], [r.telemetry for r in singles], preds, y),
+        **row_bands([r.telemetry for r in results], [r.telemetry for r in singles]),
         early_exit_accuracy=None if ee is None else float((ee.predictions == y).mean()),
         early_exit_steps_saved=None if ee is None else ee.saved_fraction,
     )

@@ -21,8 +21,8 @@ import numpy as np
 from fabric.spec import EncoderSpec, Spec, SpecError
 from fabric.store.registry import ArtifactRecord, IntegrityError, Registry
 
-__all__ = ["ZooEntry", "ZooError", "publish", "entries", "resolve", "effective_spec", "start_model",
-           "format_entries", "KPI_FIELDS"]
+__all__ = ["ZooEntry", "ZooError", "publish", "entries", "scan_entries", "resolve", "effective_spec",
+           "start_model", "format_entries", "KPI_FIELDS"]
 
 # the KPI row fields an entry keeps per kind (fabric.flow.rows.KPIRow)
 KPI_FIELDS = ("status", "emulated", "accuracy", "latency_p50_ms", "latency_p99_ms", "energy_mj",
@@ -117,6 +117,21 @@ def entries(registry: Registry, name: str | None = None) -> list[ZooEntry]:
             continue
         out.append(_entry(registry, rec))
     return sorted(out, key=lambda e: (e.name, e.version))
+
+
+def scan_entries(registry: Registry) -> tuple[list[ZooEntry], list[tuple[str, str]], int]:
+    """Every entry that verifies (sorted as :func:`entries`), ``(record id, reason)`` for each zoo
+    record whose entry was refused (tampered bytes, name/version mismatch), and how many records of
+    the store (any kind: a refused record's kind cannot be trusted) failed verification; so a listing
+    shows the good entries and names the refused ones instead of failing on the first."""
+    good, bad = [], []
+    recs, refused = registry.scan("zoo")
+    for rec in recs:
+        try:
+            good.append(_entry(registry, rec))
+        except IntegrityError as exc:
+            bad.append((rec.id, str(exc)))
+    return sorted(good, key=lambda e: (e.name, e.version)), bad, len(refused)
 
 
 def _entry(registry: Registry, rec: ArtifactRecord) -> ZooEntry:

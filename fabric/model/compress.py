@@ -199,7 +199,7 @@ class StateQuantized(nn.Module):
             h = x[t]
             for i, (fc, lif) in enumerate(zip(m.fcs, m.lifs, strict=True)):
                 h, mem = lif(fc(h), mems[i])
-                mems[i] = quantize_state(mem, self.bits, m.threshold)
+                mems[i] = quantize_state(mem, self.bits, m.thresholds[i])  # each layer its own range
             spk_rec.append(h)
             mem_rec.append(mems[-1])
         return torch.stack(spk_rec), torch.stack(mem_rec)

@@ -13,6 +13,7 @@ same with ``tau = dt / (1 - beta)``, ``r = tau / dt``, ``v_leak = 0``. Reset is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import nir
@@ -29,17 +30,27 @@ DEFAULT_DT = 1e-3
 
 
 class LifMLP(nn.Module):
-    """Linear -> Leaky stack (reset to zero, no reset delay); output = last layer's spikes."""
+    """Linear -> Leaky stack (reset to zero, no reset delay); output = last layer's spikes.
 
-    def __init__(self, n_in: int, hidden: list[int], n_out: int, beta: float, threshold: float) -> None:
+    ``beta`` and ``threshold`` are one value for every layer, or one per layer (hidden layers, then
+    the output layer): each layer is its own LIF population, so a per-layer leak and threshold is
+    the same network with different constants, exported per layer to NIR."""
+
+    def __init__(self, n_in: int, hidden: list[int], n_out: int, beta: float | Sequence[float],
+                 threshold: float | Sequence[float]) -> None:
         super().__init__()
         sizes = [n_in, *hidden, n_out]
-        self.beta, self.threshold = float(beta), float(threshold)
+        n_layers = len(sizes) - 1
+        self.betas = _per_layer(beta, n_layers, "beta")
+        self.thresholds = _per_layer(threshold, n_layers, "threshold")
+        # one value when uniform (the checkpoint format and every cache key stay as they were), else the list
+        self.beta = self.betas[0] if len(set(self.betas)) == 1 else list(self.betas)
+        self.threshold = self.thresholds[0] if len(set(self.thresholds)) == 1 else list(self.thresholds)
         self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:], strict=False))
         grad = snn.surrogate.fast_sigmoid(slope=25)
         self.lifs = nn.ModuleList(
-            snn.Leaky(beta=beta, threshold=threshold, spike_grad=grad, reset_mechanism="zero", reset_delay=False)
-            for _ in self.fcs
+            snn.Leaky(beta=b, threshold=th, spike_grad=grad, reset_mechanism="zero", reset_delay=False)
+            for b, th in zip(self.betas, self.thresholds, strict=True)
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,6 +66,16 @@ class LifMLP(nn.Module):
         return torch.stack(spk_rec), torch.stack(mem_rec)
 
 
+def _per_layer(value: float | Sequence[float], n_layers: int, what: str) -> tuple[float, ...]:
+    """``value`` for each of ``n_layers`` layers; a list must have exactly one entry per layer."""
+    if isinstance(value, int | float):
+        return (float(value),) * n_layers
+    vals = tuple(float(v) for v in value)
+    if len(vals) != n_layers:
+        raise ValueError(f"{what}: {len(vals)} values for {n_layers} layers (hidden layers + output: one each)")
+    return vals
+
+
 def export_nir(model: LifMLP, dt: float = DEFAULT_DT, metadata: dict[str, Any] | None = None) -> nir.NIRGraph:
     """Write a type-checked NIR graph for a :class:`LifMLP`."""
     nodes: dict[str, nir.NIRNode] = {}
@@ -62,9 +83,9 @@ def export_nir(model: LifMLP, dt: float = DEFAULT_DT, metadata: dict[str, Any] |
     n_in = model.fcs[0].in_features
     nodes["input"] = nir.Input(input_type={"input": np.array([n_in])})
     prev = "input"
-    tau_val = dt / (1.0 - model.beta)
     for i, fc in enumerate(model.fcs):
         n = fc.out_features
+        tau_val = dt / (1.0 - model.betas[i])
         w = fc.weight.detach().cpu().numpy().astype(np.float32)
         b = fc.bias.detach().cpu().numpy().astype(np.float32)
         nodes[f"fc{i}"] = nir.Affine(weight=w, bias=b)
@@ -72,7 +93,7 @@ def export_nir(model: LifMLP, dt: float = DEFAULT_DT, metadata: dict[str, Any] |
             tau=np.full(n, tau_val, dtype=np.float32),
             r=np.full(n, tau_val / dt, dtype=np.float32),
             v_leak=np.zeros(n, dtype=np.float32),
-            v_threshold=np.full(n, model.threshold, dtype=np.float32),
+            v_threshold=np.full(n, model.thresholds[i], dtype=np.float32),
             v_reset=np.zeros(n, dtype=np.float32),
         )
         edges += [(prev, f"fc{i}"), (f"fc{i}", f"lif{i}")]

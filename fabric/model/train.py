@@ -88,7 +88,7 @@ def build_model(spec: Spec, n_in: int, n_out: int) -> nn.Module:
 
         return build_user_model(spec.model.module, spec.model.params, n_in, n_out, spec.seed)
     torch.manual_seed(spec.seed)
-    return LifMLP(n_in, list(spec.model.hidden), n_out, spec.model.beta, spec.model.threshold)
+    return LifMLP(n_in, list(spec.model.hidden), n_out, spec.model.layer_betas, spec.model.layer_thresholds)
 
 
 def train_loop(model: nn.Module, spikes: np.ndarray, labels: np.ndarray, *, epochs: int, lr: float, seed: int,

@@ -102,8 +102,9 @@ class ServeClient:
     def status(self) -> dict[str, Any]:
         return self._json(self.http.get("/admin/status"))
 
-    def snapshot(self, version: str | None = None) -> dict[str, Any]:
-        return self._json(self.http.post("/admin/snapshot", json={"version": version}))
+    def snapshot(self, version: str | None = None, labelled: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {"version": version} | ({"labelled": True} if labelled else {})
+        return self._json(self.http.post("/admin/snapshot", json=body))
 
     @contextlib.contextmanager
     def stream(self, version: str | None = None, *, open_timeout: float = 10.0) -> Iterator[StreamSession]:

@@ -21,11 +21,13 @@ import numpy as np
 from fastapi import FastAPI, Header, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fabric.store.registry import ArtifactNotFound, IntegrityError, Registry
 from serve._private.kpi import KpiWindow, RolloutPolicy, breaches, figure_labels
 from serve._private.metrics import Metrics
 from serve._private.model import ModelServer, encode_inputs
+from serve._private.policy import PolicyError, Route, ServePolicy, SleepState, Target, board_power
 from serve._private.resolve import ModelInfo, ResolveError, resolve_model
 from serve._private.schemas import (
     MAX_BODY_BYTES,
@@ -52,6 +54,8 @@ __all__ = ["build_app", "Ingress", "BodyLimit", "BodyTooLarge", "token_digest", 
 
 INPUT_WINDOW = 512  # encoded inputs kept per version for drift snapshots
 FEEDBACK_MEMORY = 8192  # request ids remembered for /v1/feedback
+FEEDBACK_SAMPLES = 8192  # encoded samples of recent requests kept so /v1/feedback can label them
+LABELLED_WINDOW = 4096  # labelled samples kept for the autopilot's retrain set (snapshot labelled=true)
 KPI_NAMES = ("min_accuracy", "max_latency_p50_ms", "max_latency_p99_ms", "max_energy_mj", "max_footprint_kb")
 CALL_RETRIES = 5  # attempts per request when a replica dies under it
 LATENCY_DEFINITION = ("p50_ms/p99_ms: modelled device time per inference (batch device_time_s / samples; emulated "
@@ -205,6 +209,16 @@ def build_app(ing: Ingress) -> FastAPI:
 
     api.add_exception_handler(RequestValidationError, invalid)
 
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's own refusals (an undecodable body: "There was an error parsing the body", 404 routes,
+        # 405 methods) get the same one-line {"error": ...} shape as the fabric's (tests/unit/test_fuzz_http.py)
+        code = int(getattr(exc, "status_code", 400))
+        detail = getattr(exc, "detail", None)
+        text = detail if isinstance(detail, str) and detail else "bad request"
+        return _error(code, f"body: {text[0].lower()}{text[1:]}" if "body" in text.lower() else text)
+
+    api.add_exception_handler(StarletteHTTPException, http_error)
+
     api.add_middleware(BodyLimit)  # inside `count`, so refused bodies are counted as 413s
 
     @api.middleware("http")
@@ -270,6 +284,9 @@ class Ingress:
         self.windows: dict[str, KpiWindow] = {}
         self.inputs: dict[str, deque[np.ndarray]] = {}
         self.preds: OrderedDict[str, tuple[str, list[int]]] = OrderedDict()
+        self.pred_spikes: OrderedDict[str, np.ndarray] = OrderedDict()  # request id -> its encoded samples
+        self._pred_samples = 0
+        self.labelled: deque[tuple[np.ndarray, int]] = deque(maxlen=LABELLED_WINDOW)  # (sample, label)
         self.steps: list[dict[str, Any]] = []
         self.metrics = Metrics()
         self.retries = 0
@@ -279,6 +296,8 @@ class Ingress:
         self._admin_lock = asyncio.Lock()
         self.sessions = Sessions(max_sessions)  # open /v1/stream sessions, each with its own network state
         self.stream_policies: dict[str, StreamPolicy] = {}  # per version: its declared reset policy
+        self.routes: dict[str, Route] = {}  # per version with a serve policy: overflow targets (serve._private.policy)
+        self.boards: dict[str, SleepState] = {}  # per kind with sleep_after_s: the board's modelled power state
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Serve calls this in the replica after ``__init__`` (routes are bound to this instance);
@@ -331,6 +350,83 @@ class Ingress:
                 d.pop(name, None)
             raise
         return self._record(step, name)
+
+    def install_policy(self, name: str, info: ModelInfo, handle: Any, policy: ServePolicy,
+                       overflow: dict[str, Target] | None = None, skipped: dict[str, str] | None = None,
+                       max_batch_size: int = 16) -> Route | None:
+        """Put version ``name`` under its serve policy: overflow targets after the primary kind, and a
+        modelled sleep state for each of their boards (``sleep_after_s``). An empty policy installs nothing."""
+        if not policy.to_dict():
+            return None
+        targets = {info.kind: Target(kind=info.kind, handle=handle, info=info, max_batch_size=max_batch_size)}
+        targets |= {k: t for k, t in (overflow or {}).items() if k != info.kind}
+        route = Route(policy=policy, primary=info.kind, targets=targets, skipped=dict(skipped or {}))
+        self.routes[name] = route
+        if policy.sleep_after_s is not None:
+            now = time.monotonic()
+            for k in targets:
+                if k in self.boards:
+                    self.boards[k].advance(now)
+                    self.boards[k].sleep_after_s = policy.sleep_after_s
+                else:
+                    self.boards[k] = SleepState(sleep_after_s=policy.sleep_after_s, power=board_power(k), now=now)
+        return route
+
+    def _account(self, v: VersionState, route: Route, target: Target, out: dict[str, Any],
+                 wake_s: float) -> dict[str, Any]:
+        """Count a spill and a wake; the modelled wake latency goes onto this request's device latency."""
+        if target.kind != route.primary:
+            self.metrics.spills[(route.primary, target.kind)] += 1
+        if wake_s > 0:
+            self.metrics.wakes[target.kind] += 1
+            self.metrics.wake_ms[target.kind] += wake_s * 1e3
+            out = dict(out, device_ms=out["device_ms"] + wake_s * 1e3, wake_ms=wake_s * 1e3)
+        return out
+
+    async def _overflow_targets(self, info: ModelInfo, policy: ServePolicy, body: DeployRequest,
+                                app_name: str) -> tuple[dict[str, Target], dict[str, str]]:
+        """A running target per overflow kind that has a compiled program of the same model (same inputs
+        and outputs); the others are left out with the reason."""
+        import ray
+
+        from fabric.kinds import capabilities
+        from serve._private.factory import deploy_model_app, resolve_placement
+
+        out: dict[str, Target] = {}
+        skipped: dict[str, str] = {}
+        for k in policy.overflow:
+            if k == info.kind:
+                continue
+            try:
+                oinfo = await asyncio.to_thread(resolve_model, self.registry, info.model_id or body.model_id, k)
+            except (ResolveError, ArtifactNotFound, IntegrityError) as exc:
+                skipped[k] = f"no compiled program: {exc}"
+                continue
+            if (oinfo.n_in, oinfo.n_out, oinfo.encoder) != (info.n_in, info.n_out, info.encoder):
+                skipped[k] = "its program takes other inputs or outputs than the primary's"
+                continue
+            if capabilities(k).needs_resource and ray.cluster_resources().get(k, 0.0) < 1:
+                skipped[k] = f"no node of this cluster advertises the {k!r} resource"
+                continue
+            placement = resolve_placement(k, "auto", 1)
+            if placement == "ingress":
+                handle = await asyncio.to_thread(self._local_handle, oinfo, body.max_batch_size)
+            else:
+                from ray import serve
+
+                oapp = f"{app_name}-{k}"
+                try:
+                    await asyncio.wait_for(asyncio.to_thread(
+                        deploy_model_app, oapp, store=self.store, tenant=self.tenant, info=oinfo.to_dict(),
+                        replicas=1, max_batch_size=body.max_batch_size, batch_wait_timeout_s=body.batch_wait_timeout_s,
+                        device_share=self.device_share, placement=placement), 180)
+                except TimeoutError:
+                    serve.delete(oapp, _blocking=False)
+                    skipped[k] = f"replicas of {oapp} could not be placed within 180 s"
+                    continue
+                handle = serve.get_app_handle(oapp)
+            out[k] = Target(kind=k, handle=handle, info=oinfo, max_batch_size=body.max_batch_size)
+        return out, skipped
 
     def _local_handle(self, info: ModelInfo, max_batch_size: int = 16) -> Any:
         """A version run inside this ingress (placement ``ingress``; see serve._private.local)."""
@@ -414,14 +510,15 @@ class Ingress:
         self._spawn(asyncio.to_thread(put))
         return step
 
-    async def _call(self, v: VersionState, spikes: np.ndarray) -> dict[str, Any]:
-        """One request on a version's replicas; a replica that dies mid-call is retried on another."""
+    async def _call(self, v: VersionState, spikes: np.ndarray, handle: Any = None) -> dict[str, Any]:
+        """One request on a version's replicas (``handle``: an overflow kind's); a replica that dies
+        mid-call is retried on another."""
         import ray.exceptions as rex
 
         last: Exception | None = None
         for attempt in range(CALL_RETRIES):
             try:
-                return await self.handles[v.name].infer.remote(spikes)
+                return await (handle or self.handles[v.name]).infer.remote(spikes)
             except (rex.RayActorError, rex.ActorUnavailableError) as exc:
                 last = exc
                 self.retries += 1
@@ -436,6 +533,13 @@ class Ingress:
             step = self.state.rollback(v.name, reason="automatic: " + "; ".join(reasons))
             self.metrics.rollbacks[v.name] += 1
             self._record(step, v.name)
+
+    def _keep_spikes(self, rid: str, spikes: np.ndarray) -> None:
+        """Remember a request's encoded samples (bounded by FEEDBACK_SAMPLES) until feedback labels them."""
+        self.pred_spikes[rid] = spikes
+        self._pred_samples += len(spikes)
+        while self._pred_samples > FEEDBACK_SAMPLES and self.pred_spikes:
+            self._pred_samples -= len(self.pred_spikes.popitem(last=False)[1])
 
     def _spikes_for(self, info: ModelInfo, form: str, arr: np.ndarray, field: str) -> np.ndarray:
         if form == "inputs":
@@ -452,13 +556,23 @@ class Ingress:
         info = self.infos[v.name]
         spikes = self._spikes_for(info, form, arr, field)
         win = self.windows[v.name]
+        route = self.routes.get(v.name)
+        target, depth, wake_s = route.begin(self.boards, time.monotonic()) if route else (None, 0, 0.0)
+        t_call = time.perf_counter()
         try:
-            out = await self._call(v, spikes)
+            out = await self._call(v, spikes, target.handle if target else None)
         except Exception as exc:  # a device failure is the version's error, answered, never a crash
+            if route and target:
+                route.end(self.boards, target, depth, None, time.monotonic())
             win.add(ok=False)
             self._monitor(v)
             return JSONResponse(status_code=503, content={"error": f"version {v.name}: device unavailable: {exc}"},
                                 headers={"x-fabric-version": v.name})
+        ran_on = target.kind if target else info.kind
+        if route and target:
+            route.end(self.boards, target, depth, (time.perf_counter() - t_call) * 1e3, time.monotonic())
+            out = self._account(v, route, target, out, wake_s)
+        self.metrics.ran_on[(v.name, ran_on)] += 1
         serving_ms = (time.perf_counter() - t0) * 1e3
         n = len(spikes)
         win.add(ok=True, device_ms=out["device_ms"], serving_ms=serving_ms, energy_mj=out["energy_mj"], samples=n)
@@ -466,15 +580,18 @@ class Ingress:
         self.inputs[v.name].extend(spikes)
         rid = uuid.uuid4().hex
         self.preds[rid] = (v.name, out["classes"])
+        self._keep_spikes(rid, spikes)
         while len(self.preds) > FEEDBACK_MEMORY:
             self.preds.popitem(last=False)
         if v.role == "primary":
             for s in self.state.shadows():
                 self._spawn(self._shadow(s, form, arr, spikes))
         self._monitor(v)
-        labels = figure_labels(info.kind, bool(out["emulated"]))
+        labels = figure_labels(ran_on, bool(out["emulated"]))
         body = {"request_id": rid, "version": v.name, "role": v.role, "model_id": info.model_id,
-                "program_id": info.program_id, "kind": info.kind,
+                "program_id": target.info.program_id if target and target.info else info.program_id,
+                "kind": info.kind, "ran_on": ran_on, **({"spilled_from": info.kind} if ran_on != info.kind else {}),
+                **({"wake_ms": out["wake_ms"]} if out.get("wake_ms") else {}),
                 "predictions": [{"class": c, "label": info.classes[c] if c < len(info.classes) else c, "scores": s}
                                 for c, s in zip(out["classes"], out["scores"], strict=True)],
                 "scores_are": "output-layer spike counts per class",
@@ -550,6 +667,10 @@ class Ingress:
             raise RequestProblem(422, f"labels: class indices must be in [0, {n_out})")
         correct = [int(a) == int(b) for a, b in zip(classes, body.labels, strict=True)]
         self.windows[ver].feedback(correct)
+        x = self.pred_spikes.pop(body.request_id, None)
+        if x is not None:  # labelled live samples: what the autopilot retrains on
+            self._pred_samples -= len(x)
+            self.labelled.extend(zip(x, (int(y) for y in body.labels), strict=True))
         if ver in self.state.versions:
             self._monitor(self.state.versions[ver])
         return {"request_id": body.request_id, "version": ver, "correct": sum(correct), "samples": len(correct),
@@ -570,6 +691,8 @@ class Ingress:
                             status_code=200 if h.get("ok", True) else 503)
 
     async def metrics_text(self) -> PlainTextResponse:
+        now = time.monotonic()
+        self.metrics.boards = {k: b.snapshot(now) for k, b in self.boards.items()}
         return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
 
     # -- admin ---------------------------------------------------------------------------------
@@ -582,7 +705,10 @@ class Ingress:
                          "weight": v.weight, "role": v.role, "kpis": v.kpis,
                          "breaches": breaches(snap, v.kpis, self.policy)} | snap)
         return {"app": self.app_name, "deployments": deps, "policy": self.policy.to_dict(), "retries": self.retries,
-                "steps": self.steps[-50:], "latency_definition": LATENCY_DEFINITION, "refused": self.refused[-50:]}
+                "steps": self.steps[-50:], "latency_definition": LATENCY_DEFINITION, "refused": self.refused[-50:],
+                "serve": {n: r.status() for n, r in self.routes.items()},
+                "boards": {k: b.snapshot(time.monotonic()) for k, b in self.boards.items()},
+                "spills": [{"from": a, "to": b, "requests": n} for (a, b), n in sorted(self.metrics.spills.items())]}
 
     async def status(self, authorization: str | None = Header(None)) -> dict[str, Any]:
         self._auth(authorization)
@@ -616,6 +742,11 @@ class Ingress:
                 placement = resolve_placement(info.kind, body.placement, body.replicas)
             except ValueError as exc:
                 raise RequestProblem(422, str(exc)) from None
+            try:  # the serve policy is checked before anything is deployed
+                serve_policy = ServePolicy.from_dict(
+                    body.serve.model_dump(exclude_none=True) if body.serve else info.serve, registered())
+            except PolicyError as exc:
+                raise RequestProblem(422, str(exc)) from None
             need = body.replicas * self.device_share
             if (placement == "replica" and capabilities(info.kind).needs_resource
                     and ray.available_resources().get(info.kind, 0.0) < need - 1e-9):
@@ -644,9 +775,14 @@ class Ingress:
                                  replicas=body.replicas, app_name=app_name,
                                  policy=body.policy.model_dump(exclude_none=True) if body.policy else None,
                                  stream=body.stream.model_dump() if body.stream else None)
+            route = None
+            if serve_policy.to_dict():
+                overflow, skipped = await self._overflow_targets(info, serve_policy, body, app_name)
+                route = self.install_policy(name, info, handle, serve_policy, overflow, skipped, body.max_batch_size)
             v = self.state.versions[name]
             return {"version": name, "app": app_name, "role": v.role, "weight": v.weight, "kind": info.kind,
-                    "kpis": v.kpis, "step": step, "model": info.to_dict()}
+                    "kpis": v.kpis, "step": step, "model": info.to_dict(),
+                    **({"serve": route.status()} if route else {})}
 
     async def traffic(self, body: TrafficRequest, authorization: str | None = Header(None)) -> dict[str, Any]:
         self._auth(authorization)
@@ -671,18 +807,29 @@ class Ingress:
         if name is None:
             raise RequestProblem(409, "version: nothing deployed")
         self.state.get(name)
-        window = list(self.inputs[name])
-        if not window:
-            raise RequestProblem(409, f"version: {name!r} has served no inputs yet")
+        info = self.infos[name]
+        arrays: dict[str, np.ndarray] = {}
+        if body.labelled:  # every version's labelled feedback encoded like this version's inputs
+            shape = (int(info.encoder["timesteps"]), info.n_in)
+            pairs = [(x, y) for x, y in self.labelled if x.shape == shape]
+            if not pairs:
+                raise RequestProblem(409, f"labelled: no labelled feedback for inputs like {name!r}'s yet")
+            arrays["labels"] = np.array([y for _, y in pairs], dtype=np.int64)
+            window = [x for x, _ in pairs]
+        else:
+            window = list(self.inputs[name])
+            if not window:
+                raise RequestProblem(409, f"version: {name!r} has served no inputs yet")
         arr = np.stack(window).astype(np.uint8)
         buf = io.BytesIO()
-        np.savez_compressed(buf, spikes=arr)
-        info = self.infos[name]
+        np.savez_compressed(buf, spikes=arr, **arrays)
         meta = {"app": self.app_name, "version": name, "samples": int(arr.shape[0]), "shape": list(arr.shape),
                 "model_id": info.model_id, "program_id": info.program_id, "encoding_id": info.encoding_id,
-                "kind": info.kind, "window": INPUT_WINDOW}
+                "kind": info.kind, "window": LABELLED_WINDOW if body.labelled else INPUT_WINDOW,
+                "labelled": bool(body.labelled)}
+        what = "feedback" if body.labelled else "served-inputs"
         rec = await asyncio.to_thread(self.registry.put, buf.getvalue(), kind="served-inputs",
-                                      name=f"{self.app_name}/{name}/served-inputs", parents=[info.program_id],
+                                      name=f"{self.app_name}/{name}/{what}", parents=[info.program_id],
                                       spec_hash=info.spec_hash, extra=meta)
         return {"artifact": rec.id} | meta
 

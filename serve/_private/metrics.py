@@ -47,6 +47,11 @@ class Metrics:
         self.inferences: dict[str, int] = defaultdict(int)
         self.shadow: dict[tuple[str, str], int] = defaultdict(int)
         self.rollbacks: dict[str, int] = defaultdict(int)
+        self.ran_on: dict[tuple[str, str], int] = defaultdict(int)  # (version, kind) requests answered
+        self.spills: dict[tuple[str, str], int] = defaultdict(int)  # (from kind, to kind) spilled requests
+        self.wakes: dict[str, int] = defaultdict(int)  # kind -> requests that woke a sleeping board
+        self.wake_ms: dict[str, float] = defaultdict(float)  # kind -> modelled wake latency paid
+        self.boards: dict[str, dict[str, float]] = {}  # kind -> SleepState.snapshot(), set before render
 
     def request(self, endpoint: str, status: int, version: str = "") -> None:
         self.requests[(endpoint, str(status), version)] += 1
@@ -90,4 +95,30 @@ class Metrics:
                 for (v, o), n in sorted(self.shadow.items())]
         out += ["# HELP fabric_serve_rollbacks_total Rollbacks by version.", "# TYPE fabric_serve_rollbacks_total counter"]
         out += [f"fabric_serve_rollbacks_total{_labels(version=v)} {n}" for v, n in sorted(self.rollbacks.items())]
+        out += ["# HELP fabric_serve_ran_on_total Requests answered, by version and the kind they ran on.",
+                "# TYPE fabric_serve_ran_on_total counter"]
+        out += [f"fabric_serve_ran_on_total{_labels(version=v, kind=k)} {n}" for (v, k), n in sorted(self.ran_on.items())]
+        out += ["# HELP fabric_serve_spills_total Requests sent past a breaking SLO to an overflow kind.",
+                "# TYPE fabric_serve_spills_total counter"]
+        out += [f"fabric_serve_spills_total{_labels(**{'from': a, 'to': b})} {n}" for (a, b), n in sorted(self.spills.items())]
+        out += ["# HELP fabric_serve_wakes_total Requests that woke a sleeping board (modelled sleep state).",
+                "# TYPE fabric_serve_wakes_total counter"]
+        out += [f"fabric_serve_wakes_total{_labels(kind=k)} {n}" for k, n in sorted(self.wakes.items())]
+        out += ["# HELP fabric_serve_wake_latency_ms_total Modelled wake latency added to first requests "
+                "(actors/<kind>/constants.yaml t_wake_s).", "# TYPE fabric_serve_wake_latency_ms_total counter"]
+        out += [f"fabric_serve_wake_latency_ms_total{_labels(kind=k)} {ms:.6g}" for k, ms in sorted(self.wake_ms.items())]
+        out += ["# HELP fabric_serve_board_asleep 1 while the board is in its modelled sleep state.",
+                "# TYPE fabric_serve_board_asleep gauge"]
+        out += [f"fabric_serve_board_asleep{_labels(kind=k)} {int(b['state'] == 'asleep')}"
+                for k, b in sorted(self.boards.items())]
+        out += ["# HELP fabric_serve_board_energy_mj_total Modelled board energy outside inferences: idle awake "
+                "(p_idle_w x idle time) and asleep (p_sleep_w x sleep time).",
+                "# TYPE fabric_serve_board_energy_mj_total counter"]
+        for k, b in sorted(self.boards.items()):
+            out.append(f"fabric_serve_board_energy_mj_total{_labels(kind=k, state='idle')} {b['idle_energy_mj']:.6g}")
+            out.append(f"fabric_serve_board_energy_mj_total{_labels(kind=k, state='asleep')} {b['sleep_energy_mj']:.6g}")
+        out += ["# HELP fabric_serve_board_sleep_seconds_total Modelled time boards spent asleep.",
+                "# TYPE fabric_serve_board_sleep_seconds_total counter"]
+        out += [f"fabric_serve_board_sleep_seconds_total{_labels(kind=k)} {b['sleep_s']:.6g}"
+                for k, b in sorted(self.boards.items())]
         return "\n".join(out) + "\n"

@@ -37,6 +37,7 @@ class ModelInfo:
     spec_name: str | None = None
     spec_hash: str | None = None
     deployment_id: str | None = None
+    serve: dict[str, Any] = field(default_factory=dict)  # the spec's serve section (serve._private.policy)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,15 +55,22 @@ def _parent(reg: Registry, rec: ArtifactRecord, kind: str) -> ArtifactRecord | N
     return None
 
 
-def _spec_kpis(reg: Registry, spec_hash: str | None) -> tuple[dict[str, Any], str | None]:
-    """KPI thresholds of the spec that built the model, from its stored KPI report (newest first)."""
+def _spec_of(reg: Registry, spec_hash: str | None) -> dict[str, Any]:
+    """The spec that built the model, from its stored KPI report (newest first); {} when none."""
     if not spec_hash:
-        return {}, None
+        return {}
     reports = [r for r in reg.ls(kind="report") if r.spec_hash == spec_hash and r.name.endswith("/kpi-report")]
     for r in sorted(reports, key=lambda r: r.created, reverse=True):
-        spec = reg.get_json(r.id).get("spec", {})
-        return {k: v for k, v in (spec.get("kpis") or {}).items() if v is not None}, spec.get("name")
-    return {}, None
+        return reg.get_json(r.id).get("spec", {}) or {}
+    return {}
+
+
+def _spec_kpis(reg: Registry, spec_hash: str | None) -> tuple[dict[str, Any], str | None]:
+    """KPI thresholds of the spec that built the model, from its stored KPI report (newest first)."""
+    spec = _spec_of(reg, spec_hash)
+    if not spec:
+        return {}, None
+    return {k: v for k, v in (spec.get("kpis") or {}).items() if v is not None}, spec.get("name")
 
 
 def _find_program(reg: Registry, rec: ArtifactRecord, kind: str | None) -> ArtifactRecord:
@@ -92,7 +100,8 @@ def _from_deployment(reg: Registry, rec: ArtifactRecord) -> ModelInfo:
                               "seed": int(enc.get("seed", 0))},
                      n_in=int(d["n_in"]), n_out=int(d["n_out"]), classes=list(d.get("classes") or range(int(d["n_out"]))),
                      input_shape=input_shape, kpis={k: v for k, v in (d.get("kpis") or {}).items() if v is not None},
-                     spec_name=d.get("spec_name"), spec_hash=d.get("spec_hash"), deployment_id=rec.id)
+                     spec_name=d.get("spec_name"), spec_hash=d.get("spec_hash"), deployment_id=rec.id,
+                     serve=dict(d.get("serve") or _spec_of(reg, d.get("spec_hash")).get("serve") or {}))
 
 
 def resolve_model(registry: Registry, ref: str, kind: str | None = None) -> ModelInfo:
@@ -125,7 +134,8 @@ def resolve_model(registry: Registry, ref: str, kind: str | None = None) -> Mode
                                   "seed": int(e.get("seed", 0))},
                          n_in=int(shape[2]), n_out=int(e["n_classes"]), classes=classes,
                          input_shape=list(data_rec.extra.get("shape", [])) if data_rec else None,
-                         kpis=kpis, spec_name=spec_name, spec_hash=rec.spec_hash)
+                         kpis=kpis, spec_name=spec_name, spec_hash=rec.spec_hash,
+                         serve=dict(_spec_of(registry, rec.spec_hash).get("serve") or {}))
     if kind is not None and info.kind != kind:
         raise ResolveError(f"artifact {ref} is a {info.kind!r} program, not {kind!r}")
     return info

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 __all__ = ["RequestProblem", "PredictRequest", "FeedbackRequest", "DeployRequest", "StreamFields", "TrafficRequest",
-           "RollbackRequest", "SnapshotRequest", "PolicyFields", "to_array", "check_spikes", "check_inputs",
+           "RollbackRequest", "SnapshotRequest", "PolicyFields", "ServeFields", "to_array", "check_spikes", "check_inputs",
            "parse_npy", "MAX_JSON_SAMPLES", "MAX_NPY_SAMPLES", "MAX_BODY_BYTES", "MAX_JSON_DEPTH",
            "MAX_ARRAY_ELEMENTS"]
 
@@ -63,6 +63,14 @@ class StreamFields(_Body):
     every_n: int = Field(1, ge=1, le=1_000_000, description="chunks between resets (reset: every_n)")
 
 
+class ServeFields(_Body):
+    """Irregular load (serve._private.policy); kinds are checked against the registry in the deploy route."""
+
+    slo_p99_ms: float | None = Field(None, gt=0, le=3_600_000, description="serving-latency objective (ms)")
+    overflow: list[str] = Field(default_factory=list, max_length=16, description="kinds to spill to, in order")
+    sleep_after_s: float | None = Field(None, gt=0, le=7 * 24 * 3600, description="idle seconds before a board sleeps")
+
+
 class DeployRequest(_Body):
     model_id: str = Field(min_length=6, max_length=64, description="deployment, program, model or nir artifact id")
     kind: str | None = Field(None, description="device kind; required for model/nir ids")
@@ -79,6 +87,8 @@ class DeployRequest(_Body):
                             "ingress for kinds without a device resource and 1 replica, replica with more, else pool")
     policy: PolicyFields | None = None
     stream: StreamFields | None = Field(None, description="streaming sessions (/v1/stream): reset policy")
+    serve: ServeFields | None = Field(None, description="overflow to other kinds past an SLO, board sleep when "
+                                                        "idle (default: the spec's serve section)")
 
 
 class TrafficRequest(_Body):
@@ -94,6 +104,7 @@ class RollbackRequest(_Body):
 
 class SnapshotRequest(_Body):
     version: str | None = Field(None, pattern=VERSION_RE)
+    labelled: bool = False  # store the labelled feedback (spikes + labels) instead of recent inputs
 
 
 def to_array(value: list[Any], field: str, max_samples: int = MAX_JSON_SAMPLES) -> np.ndarray:

@@ -72,8 +72,8 @@ name: "Toy device (test only)"
 limits:
   neurons: 64
 constants:
-  e_syn_j: {value: 1.0e-9, unit: J, source: "made up for the registry test", confidence: low}
-  t_step_s: {value: 1.0e-3, unit: s, source: "made up for the registry test", confidence: low}
+  e_syn_j: {value: 1.0e-9, low: 1.0e-9, high: 1.0e-9, unit: J, source: "made up for the registry test", confidence: low}
+  t_step_s: {value: 1.0e-3, low: 1.0e-3, high: 1.0e-3, unit: s, source: "made up for the registry test", confidence: low}
 '''
 
 
