@@ -40,6 +40,7 @@ __all__ = [
     "CompressSpec",
     "GoldenSpec",
     "FloatRange",
+    "ParamRange",
     "SearchSpaceSpec",
     "ServeSpec",
     "load_spec",
@@ -543,6 +544,19 @@ class FloatRange(_Strict):
         return self
 
 
+class ParamRange(FloatRange):
+    """A range for one model-factory parameter (``search_space.model_params``): integer ``low`` and
+    ``high`` sample integers (layer sizes, kernels), any float samples floats."""
+
+    low: int | float
+    high: int | float
+
+    @property
+    def integer(self) -> bool:
+        """Whether the range samples integers (both ends written as integers)."""
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+
 class SearchSpaceSpec(_Strict):
     """What ``fabric tune`` may vary (issue #7); a field left out keeps the spec's own value.
 
@@ -571,6 +585,31 @@ class SearchSpaceSpec(_Strict):
         None, description="each layer samples its own threshold (model.thresholds) from this range")
     state_bits: list[int] | None = Field(None, min_length=1, description="compress.state_bits choices: membrane "
                                          "precision the model is fine-tuned at (state-quantized forward pass)")
+    # issue #15 item 2: a template's (conv_snn, recurrent, cuba_mlp) or a user factory's keyword arguments
+    model_params: dict[str, ParamRange | list[Any]] | None = Field(
+        None, description="model.params to search: per name a list of choices or a {low, high} range")
+
+    @field_validator("model_params", mode="before")
+    @classmethod
+    def _model_params(cls, v: Any) -> Any:
+        # checked here, one message per parameter (the union's own errors name both of its branches)
+        if not isinstance(v, dict):
+            return v
+        for name, r in v.items():
+            if not str(name).isidentifier():
+                raise ValueError(f"{name}: not a keyword-argument name")
+            if isinstance(r, dict):
+                try:
+                    ParamRange.model_validate(r)
+                except ValidationError as exc:
+                    e = exc.errors()[0]
+                    raise ValueError(f"{name}: {_loc(tuple(e['loc'])) + ': ' if e['loc'] else ''}"
+                                     f"{e['msg'].removeprefix('Value error, ')}") from None
+            elif not isinstance(r, list) or not r:
+                raise ValueError(f"{name}: expected a non-empty list of choices or a {{low, high}} range, got {r!r}")
+            elif _non_finite(r) is not None:
+                raise ValueError(f"{name}{_non_finite(r)} must be a finite number")
+        return v
 
     @field_validator("encoder")
     @classmethod
@@ -770,6 +809,10 @@ class Spec(_Strict):
     def _user_model(self) -> Spec:
         # compression, and Tune's template fields, work on the lif_mlp template only
         src = self.model.source
+        if self.search_space.model_params and src != "module":
+            what = "the lif_mlp template searches hidden/beta/threshold" if src == "template" else f"a model.{src} model has none"
+            raise ValueError(f"search_space.model_params: only for model.module or the conv_snn, recurrent, cuba_mlp "
+                             f"templates ({what})")
         if src == "template":
             return self
         c = self.compress
@@ -780,6 +823,9 @@ class Spec(_Strict):
                   if getattr(self.search_space, k) is not None]
         if fields:
             raise ValueError(f"search_space.{fields[0]}: a lif_mlp template setting; a model.{src} model has its own")
+        if "structured" in (self.search_space.sparsity_kind or []):
+            raise ValueError(f"search_space.sparsity_kind: 'structured' removes hidden neurons of the lif_mlp template; "
+                             f"a model.{src} model takes 'unstructured' only")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ FitError) before any training time is spent on it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,11 +16,13 @@ import torch
 
 from fabric.model.quantize import quantize_symmetric
 from fabric.model.snn import LifMLP, export_nir
+from fabric.model.user import SequentialSNN, export_sequential
 from fabric.records import FitError
 from fabric.spec import SearchSpaceSpec, Spec, SpecError
 
-__all__ = ["DEFAULT_SPACE", "effective_space", "make_space_fn", "candidate_spec", "compress", "compile_options",
-           "check_fit", "hidden_key", "parse_hidden", "is_structured", "compress_trained"]
+__all__ = ["DEFAULT_SPACE", "FACTORY_DEFAULT_SPACE", "effective_space", "make_space_fn", "candidate_spec", "compress",
+           "compile_options", "check_fit", "hidden_key", "parse_hidden", "param_key", "is_structured",
+           "compress_trained", "weight_layers"]
 
 # Used when the spec names no search space: small networks around digits/HAR sizes.
 DEFAULT_SPACE: dict[str, Any] = {
@@ -29,14 +32,17 @@ DEFAULT_SPACE: dict[str, Any] = {
     "weight_bits": [4, 8],
     "sparsity": {"low": 0.0, "high": 0.5},
 }
+# A factory model (model.module, conv_snn/recurrent/cuba_mlp) has no lif_mlp sizes/leaks: compression only.
+FACTORY_DEFAULT_SPACE: dict[str, Any] = {"weight_bits": [4, 8], "sparsity": {"low": 0.0, "high": 0.5}}
 
 
 def effective_space(spec: Spec) -> SearchSpaceSpec:
-    """The spec's search space, or :data:`DEFAULT_SPACE` when it names none."""
+    """The spec's search space, or :data:`DEFAULT_SPACE` (:data:`FACTORY_DEFAULT_SPACE` for a
+    factory model) when it names none."""
     ss = spec.search_space
     if ss.model_dump():
         return ss
-    return SearchSpaceSpec.model_validate(DEFAULT_SPACE)
+    return SearchSpaceSpec.model_validate(FACTORY_DEFAULT_SPACE if spec.model.source == "module" else DEFAULT_SPACE)
 
 
 def hidden_key(hidden: Sequence[int]) -> str:
@@ -46,6 +52,32 @@ def hidden_key(hidden: Sequence[int]) -> str:
 
 def parse_hidden(key: str) -> list[int]:
     return [int(h) for h in str(key).split("-")]
+
+
+def param_key(choice: Any) -> Any:
+    """A ``model_params`` choice as an Optuna categorical (scalars only): scalars as they are, lists
+    and mappings as compact JSON (``[4, 8]`` -> ``"[4,8]"``), mapped back by :func:`candidate_spec`."""
+    if choice is None or isinstance(choice, bool | int | float | str):
+        return choice
+    return json.dumps(choice, sort_keys=True, separators=(",", ":"))
+
+
+def _param_value(spec: Spec, name: str, value: Any) -> Any:
+    """The factory argument a trial's ``model.<name>`` config value stands for: the choice whose
+    :func:`param_key` it is (a list choice comes back as the list), or the sampled number."""
+    r = (spec.search_space.model_params or {}).get(name)
+    if isinstance(r, list):
+        for choice in r:
+            if param_key(choice) == value:
+                return choice
+        raise SpecError([(f"config.model.{name}", f"{value!r} is not one of the search space's choices {r}")],
+                        "candidate")
+    if isinstance(value, str) and value[:1] in ("[", "{"):  # a stored config read without its search space
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 class _SpaceFn:
@@ -90,6 +122,15 @@ class _SpaceFn:
                 if s.get(f"layer_{name}"):
                     for i in range(n_layers):
                         self._range(trial, f"{name}.{i}", s[f"layer_{name}"])
+        # a factory's keyword arguments (model.params), also last and in name order
+        for k, r in sorted((s.get("model_params") or {}).items()):
+            name = f"model.{k}"
+            if isinstance(r, list):
+                trial.suggest_categorical(name, [param_key(c) for c in r])
+            elif isinstance(r["low"], int) and isinstance(r["high"], int):
+                trial.suggest_int(name, r["low"], r["high"], log=bool(r.get("log", False)))
+            else:
+                trial.suggest_float(name, float(r["low"]), float(r["high"]), log=bool(r.get("log", False)))
 
 
 def make_space_fn(space: SearchSpaceSpec, default_hidden: Sequence[int] = (64,)) -> Callable[[Any], None]:
@@ -111,6 +152,12 @@ def candidate_spec(spec: Spec, config: dict[str, Any]) -> Spec:
     for key, value in config.items():
         if key.startswith("encoder."):
             d["encoder"]["params"] = {**d["encoder"]["params"], key.split(".", 1)[1]: value}
+        elif key.startswith("model."):
+            name = key.split(".", 1)[1]
+            if spec.model.source != "module":
+                raise SpecError([(f"config.{key}", f"model params are searched for model.module models, not a "
+                                  f"model.{spec.model.source} model")], "candidate")
+            d["model"]["params"] = {**d["model"]["params"], name: _param_value(spec, name, value)}
         elif key == "timesteps":
             d["encoder"]["timesteps"] = int(value)
         elif key in ("beta", "threshold"):
@@ -140,8 +187,16 @@ def candidate_spec(spec: Spec, config: dict[str, Any]) -> Spec:
     return Spec.from_dict(d, "candidate")
 
 
-def compress(model: LifMLP, weight_bits: int | None = None, sparsity: float | None = None,
-             structured: bool = False) -> LifMLP:
+def weight_layers(model: LifMLP | SequentialSNN) -> list[torch.nn.Module]:
+    """The layers whose weights compression prunes and quantizes: a LifMLP's ``fcs``; every Linear and
+    Conv2d of a factory model (an ``RLeaky``'s recurrent Linear included), in module order."""
+    if isinstance(model, LifMLP):
+        return list(model.fcs)
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)]
+
+
+def compress(model: LifMLP | SequentialSNN, weight_bits: int | None = None, sparsity: float | None = None,
+             structured: bool = False) -> LifMLP | SequentialSNN:
     """Prune the smallest ``sparsity`` fraction of each layer's weights (``structured``: that fraction
     of each hidden layer's neurons instead, lowest L1 norm first, with
     :func:`fabric.model.compress.structured_prune`; a smaller model is returned), then quantize symmetrically
@@ -149,14 +204,17 @@ def compress(model: LifMLP, weight_bits: int | None = None, sparsity: float | No
     uses too; pruned zeros stay zero at every precision, 1 bit included).
 
     Done in place on the float model before NIR export, so every kind sees the compressed weights
-    and the measured accuracy includes the compression loss.
+    and the measured accuracy includes the compression loss. A factory model (:func:`weight_layers`)
+    takes unstructured sparsity and weight bits; structured pruning is the lif_mlp template's only.
     """
     if structured and sparsity:
+        if not isinstance(model, LifMLP):
+            raise ValueError("sparsity_kind: 'structured' works on the lif_mlp template only, not a factory model")
         from fabric.model.compress import structured_prune
 
         model, sparsity = structured_prune(model, float(sparsity)), None
     with torch.no_grad():
-        for fc in model.fcs:
+        for fc in weight_layers(model):
             w = fc.weight
             if sparsity:
                 k = int(round(float(sparsity) * w.numel()))
@@ -168,8 +226,8 @@ def compress(model: LifMLP, weight_bits: int | None = None, sparsity: float | No
     return model
 
 
-def compress_trained(model: LifMLP, config: dict[str, Any], cand: Spec, spikes: np.ndarray,
-                     labels: np.ndarray) -> LifMLP:
+def compress_trained(model: LifMLP | SequentialSNN, config: dict[str, Any], cand: Spec, spikes: np.ndarray,
+                     labels: np.ndarray) -> LifMLP | SequentialSNN:
     """What a trial (and each of its repeats) deploys: :func:`compress` of the trained ``model``, then,
     when the config picks ``state_bits``, a fine-tune with every membrane held at that precision
     (:class:`fabric.model.compress.StateQuantized`, ``compress.finetune_epochs`` at ``finetune_lr`` on
@@ -218,7 +276,9 @@ def check_fit(cand: Spec, config: dict[str, Any], n_in: int, n_out: int, kinds: 
 
     model = compress(build_model(cand, n_in, n_out), config.get("weight_bits"), config.get("sparsity"),
                      is_structured(config))
-    graph = export_nir(model, metadata={"timesteps": cand.encoder.timesteps})
+    meta = {"timesteps": cand.encoder.timesteps}
+    graph = (export_sequential(model, metadata=meta) if isinstance(model, SequentialSNN)
+             else export_nir(model, metadata=meta))
     out: dict[str, str | None] = {}
     for kind in kinds:
         try:
@@ -236,7 +296,7 @@ def is_structured(config: dict[str, Any]) -> bool:
     return config.get("sparsity_kind") == "structured"
 
 
-def weight_sparsity(model: LifMLP) -> float:
+def weight_sparsity(model: LifMLP | SequentialSNN) -> float:
     """Fraction of zero weights (what ``sparsity`` achieved after quantization)."""
-    ws = [fc.weight.detach().cpu().numpy() for fc in model.fcs]
+    ws = [fc.weight.detach().cpu().numpy() for fc in weight_layers(model)]
     return float(sum(int(np.count_nonzero(w == 0)) for w in ws) / max(1, sum(w.size for w in ws)))

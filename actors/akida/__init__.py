@@ -6,9 +6,11 @@ from actors.akida.reference import (
            akida_version,
            build_model,
            check_program,
+           conv_geometry,
            map_on_akd1000,
+           same_pads,
 )
 from actors.akida.runtime import AkidaRuntime
 
 __all__ = ["AkidaRuntime", "FrameLayer", "frame_forward", "input_frame", "v1_activation", "MapReport",
-           "akida_version", "build_model", "check_program", "map_on_akd1000"]
+           "akida_version", "build_model", "check_program", "conv_geometry", "map_on_akd1000", "same_pads"]

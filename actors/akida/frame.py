@@ -14,6 +14,7 @@ A layer without activation returns its raw integer potential (the threshold is i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,10 @@ class FrameLayer:
     level: float  # spikes per output activation level (host-side meaning of one step)
     score_threshold: np.ndarray  # float [n_out]: potential readout score = (pot - score_threshold) / score_step
     score_step: np.ndarray
+    # a Conv2d layer: {"kernel": int [F, C, kh, kw] (NIR cross-correlation layout), "shape": (C, H, W) input,
+    # "stride": (sy, sx), "same": True (zero "Same" padding) | False ("Valid") | None (neither: the engine
+    # cannot express it)}; ``weights`` is then its exact dense Toeplitz matrix, channel-major (c, h, w)
+    conv: dict[str, Any] | None = None
 
     @property
     def act_step(self) -> np.ndarray:

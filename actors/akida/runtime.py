@@ -24,8 +24,10 @@ A spiking NIR graph is therefore mapped by *rate* (the CNN2SNN view of an SNN):
   threshold, ``(p - th) / step`` (a score in spike-count units, unclipped); ``"activation"`` returns
   the quantized activation in spike-count units instead.
 
-Supported: Dense (Affine/Linear), Conv2d (lowered to an exact dense Toeplitz matrix, checked against
-the InputConv2D/Conv2D limits), LIF and IF neurons. Not supported: CubaLIF (no synaptic state), LI, and
+Supported: Dense (Affine/Linear), Conv2d (the kernel quantized per filter, then run as its exact dense
+Toeplitz matrix, checked against the InputConv2D/Conv2D limits and by BrainChip's mapper; NIR's symmetric
+``k//2`` padding runs as akida's "Same", TensorFlow's rule, which puts the odd pixel of a strided layer
+on an even size after the data), LIF and IF neurons. Not supported: CubaLIF (no synaptic state), LI, and
 recurrence (refused in the fit report, naming ``fallback='hybrid'``, which runs the recurrent layers
 on the host ``cpu`` kind and the feed-forward rest on Akida; the run is reported as hybrid). Energy: static board floor x device time, dynamic per synaptic
 event op; device time per frame from a published per-sample latency and a derived op throughput.
@@ -50,7 +52,14 @@ from actors.akida.frame import (
     input_frame,
     v1_activation,
 )
-from actors.akida.reference import akida_version, check_program, map_on_akd1000
+from actors.akida.reference import (
+    akida_version,
+    check_program,
+    conv_geometry,
+    inexpressible,
+    map_on_akd1000,
+    same_pads,
+)
 from actors.base.common import arrays_to_layers, layers_to_arrays
 from actors.base.emulated import DeviceRun, EmulatedRuntime, raise_if_unfit, rate_to_raster
 from actors.base.energy import DeviceConstants, banded, load_constants, modelled_energy
@@ -119,12 +128,43 @@ def conv2d_to_dense(name: str, node: nir.Conv2d) -> tuple[np.ndarray, np.ndarray
     return dense, bias, info
 
 
-def _conv_handler(infos: dict[str, ConvInfo]) -> Handler:
+def akida_same_pads(info: ConvInfo) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """((top, bottom), (left, right)) akida's "Same" padding uses for a Conv2d whose NIR padding is the
+    symmetric ``k // 2`` (None for any other padding, which keeps NIR's own)."""
+    kh, kw = info.kernel
+    sym = info.padding == "same" or (not isinstance(info.padding, str) and (kh % 2, kw % 2) == (1, 1)
+                                       and tuple(info.padding) == (kh // 2, kw // 2))
+    if not sym:
+        return None
+    return same_pads(info.h, kh, info.stride[0]), same_pads(info.w, kw, info.stride[1])
+
+
+def _kernel_to_dense(kernel: np.ndarray, info: ConvInfo) -> np.ndarray:
+    """The dense Toeplitz matrix of ``kernel`` ``[F, C/groups, kh, kw]`` on ``info``'s geometry, with akida's
+    "Same" padding where it stands for NIR's symmetric ``k // 2`` (exact for integer kernels)."""
+    n_in = info.c_in * info.h * info.w
+    eye = torch.eye(n_in, dtype=torch.float64).reshape(n_in, info.c_in, info.h, info.w)
+    pads, padding = akida_same_pads(info), info.padding
+    if pads is not None:
+        (top, bottom), (left, right) = pads
+        eye, padding = torch.nn.functional.pad(eye, (left, right, top, bottom)), 0
+    out = torch.nn.functional.conv2d(eye, torch.as_tensor(np.asarray(kernel, dtype=np.float64)), None,
+                                     stride=info.stride, padding=padding, dilation=info.dilation,
+                                     groups=info.groups)
+    if tuple(out.shape[2:]) != (info.h_out, info.w_out):
+        raise GraphStructureError(f"Conv2d {info.name!r}: akida 'Same' padding gives {tuple(out.shape[2:])} "
+                                  f"outputs, NIR {(info.h_out, info.w_out)}")
+    return out.reshape(n_in, -1).T.numpy().copy()
+
+
+def _conv_handler(infos: dict[str, ConvInfo], kernels: dict[str, np.ndarray] | None = None) -> Handler:
     def handler(name: str, node: nir.Conv2d, ctx: LoweringContext) -> None:
         if ctx.pending is not None:
             raise GraphStructureError(f"two synapse nodes in a row ({ctx.pending[0]!r}, {name!r})")
         dense, bias, info = conv2d_to_dense(name, node)
         infos[name] = info
+        if kernels is not None:
+            kernels[name] = np.asarray(node.weight, dtype=np.float64)
         ctx.pending = (name, dense, bias)
 
     return handler
@@ -178,7 +218,8 @@ class AkidaRuntime(EmulatedRuntime):
         "act_bits": "1|2|4 activation bits (default 4)",
         "input_bits": "model input bits (default 4 for a first Dense layer, 8 for a first Conv2d)",
         "npus": "NPUs available (default 80 = AKD1000; smaller Akida IP configurations have fewer)",
-        "readout": "'potential' (default, last layer returns potentials) | 'activation'",
+        "readout": "'potential' (default, last layer returns potentials; 'activation' for a single-conv "
+                   "network, which akida's mapper maps only with its activation) | 'activation'",
     }
     maps_recurrence: ClassVar[bool] = False
     emulation: ClassVar[str] = (
@@ -205,13 +246,20 @@ class AkidaRuntime(EmulatedRuntime):
 
     def _compile_device(self, graph: nir.NIRGraph, options: dict[str, Any]) -> Program:
         infos: dict[str, ConvInfo] = {}
-        handlers = merge_handlers(BASE_HANDLERS, {nir.Conv2d: _conv_handler(infos)})
+        kernels: dict[str, np.ndarray] = {}
+        handlers = merge_handlers(BASE_HANDLERS, {nir.Conv2d: _conv_handler(infos, kernels)})
         ctx = lower_recurrent(graph, self.kind, handlers)
         layers = ctx.layers
         kinds = ["conv" if lay.name.split("->")[0] in infos else "dense" for lay in layers]
         o = self._options(options, kinds[0] == "conv")
         lim = self.constants.limits
         fit = FitReport(kind=self.kind, notes=list(ctx.notes))
+        if kinds == ["conv"] and "readout" not in options and o["readout"] == "potential":
+            # akida's mapper maps a first convolutional layer only with its activation enabled, so a one-conv
+            # network reads its activations unless the user asked for potentials (then the mapper refuses)
+            o["readout"] = "activation"
+            fit.notes.append("readout: 'activation' (default for a network whose only layer is its first conv: "
+                             "akida's mapper maps that layer only with its activation enabled)")
         n_rec = sum(lay.recurrent is not None for lay in layers)
         fit.add("recurrent layers (Akida 1.0 runs feed-forward frames; compile with fallback='hybrid' to run "
                 "them on kind 'cpu')", n_rec, 0, "layers")
@@ -239,7 +287,23 @@ class AkidaRuntime(EmulatedRuntime):
             mapping.append({"layer": lay.name, "type": ("InputConv2D" if i == 0 else "Conv2D") if kind == "conv"
                             else "Dense", "neurons": neurons, "weight_bytes": wbytes, "npus": nps})
             last_potential = i == len(layers) - 1 and o["readout"] == "potential"
-            q, scale = quantize_weights(lay.weight, bits, per_row=not last_potential)
+            if kind == "conv":
+                # the kernel is quantized (one scale per filter, as the chip shares it over positions), then
+                # expanded: quantizing the Toeplitz rows instead gave border rows of a padded conv their own
+                # scale, which no Convolutional layer can hold
+                cname = lay.name.split("->")[0]
+                kern = kernels[cname]
+                kq, kscale = quantize_weights(kern.reshape(kern.shape[0], -1), bits, per_row=not last_potential)
+                arrays[f"l{i}.kq"] = kq.reshape(kern.shape)
+                pads = akida_same_pads(infos[cname])
+                if pads is not None and any(a != b for a, b in pads):
+                    fit.notes.append(f"layer {lay.name}: NIR's symmetric padding {tuple(infos[cname].padding)} runs as "
+                                     f"akida 'Same' padding (TensorFlow's rule: (before, after) = {pads} for (H, W)); "
+                                     "outputs shift by one pixel against the NIR graph at this stride")
+                q = _kernel_to_dense(kq.reshape(kern.shape), infos[cname]).astype(np.int8)
+                scale = np.repeat(kscale, infos[cname].h_out * infos[cname].w_out)
+            else:
+                q, scale = quantize_weights(lay.weight, bits, per_row=not last_potential)
             arrays[f"l{i}.wq"] = q
             arrays[f"l{i}.wscale"] = scale
         fit.add("NPUs", total_np, o["npus"], "NPU")
@@ -248,11 +312,7 @@ class AkidaRuntime(EmulatedRuntime):
                          f"see actors/akida/constants.yaml); layers: {[(m['layer'], m['type'], m['npus']) for m in mapping]}")
         fit.notes.append("rate mapping: LIF leak is folded into each neuron's threshold; Akida keeps no "
                          "membrane state across frames")
-        if infos:
-            fit.notes.append("vendor mapper not run: it is wired for FullyConnected programs only (Conv2d layers "
-                             "are emulated as dense Toeplitz layers here)")
-        else:
-            self._vendor_fit(fit, layers, arrays, o)
+        self._vendor_fit(fit, layers, arrays, o, {k: asdict(v) for k, v in infos.items()})
         raise_if_unfit(fit)
         base, meta = layers_to_arrays(layers)
         arrays.update({k: v for k, v in base.items() if not k.endswith(".weight")})
@@ -262,7 +322,8 @@ class AkidaRuntime(EmulatedRuntime):
             "conv": {k: asdict(v) for k, v in infos.items()},
         })
 
-    def _vendor_fit(self, fit: FitReport, layers: list[Any], arrays: dict[str, np.ndarray], o: dict[str, Any]) -> None:
+    def _vendor_fit(self, fit: FitReport, layers: list[Any], arrays: dict[str, np.ndarray], o: dict[str, Any],
+                    conv: dict[str, dict[str, Any]]) -> None:
         """BrainChip's mapper on a virtual AKD1000 (``hw_only=True``): its NP counts per type are fit items,
         its program memory a note, its refusal a fit item whose name is the mapper's message. The emulator's
         own limits stay; a program must pass both, so the stricter verdict wins (the note says which)."""
@@ -274,8 +335,14 @@ class AkidaRuntime(EmulatedRuntime):
                             weight_bits=o["input_weight_bits"] if i == 0 else o["weight_bits"],
                             threshold=np.zeros(lay.n_out, np.int64), step16=np.full(lay.n_out, 16, np.int64),
                             act_bits=o["act_bits"], activation=not (i == len(layers) - 1 and o["readout"] == "potential"),
-                            level=1.0, score_threshold=np.zeros(lay.n_out), score_step=np.ones(lay.n_out))
+                            level=1.0, score_threshold=np.zeros(lay.n_out), score_step=np.ones(lay.n_out),
+                            conv=None if lay.name.split("->")[0] not in conv
+                            else conv_geometry(conv[lay.name.split("->")[0]], arrays[f"l{i}.kq"]))
                  for i, lay in enumerate(layers)]
+        why = inexpressible(frame)
+        if why is not None:
+            fit.notes.append(f"vendor mapper not run: akida v1 layers cannot express {why}")
+            return
         rep = map_on_akd1000(layers[0].n_in, o["input_bits"], frame)
         who = f"akida {akida_version()} mapper on {rep.device} (hw_only=True)"
         if rep.ok:
@@ -299,7 +366,7 @@ class AkidaRuntime(EmulatedRuntime):
 
     def reference_check(self, program: Program, spikes: np.ndarray) -> dict[str, Any]:
         """Emulator vs BrainChip's ``akida.Model.forward`` on ``spikes``: ``status`` bit-exact | mismatch |
-        unavailable (hybrid, conv, or akida missing), ``summary``, ``samples``, ``max_error``, ``first_mismatch``."""
+        unavailable (hybrid, conv padding akida cannot express, or akida missing), ``summary``, ``samples``, ``max_error``, ``first_mismatch``."""
         return check_program(self, program, spikes)
 
     def _check_conv(self, fit: FitReport, info: ConvInfo, first: bool, bits: int, o: dict[str, Any], scope: str) -> None:
@@ -364,7 +431,10 @@ class AkidaRuntime(EmulatedRuntime):
             th_int = np.clip(np.rint(np.nan_to_num(th + k * stretch / 16, nan=0.0, posinf=INT32_MAX, neginf=INT32_MIN)),
                              INT32_MIN, INT32_MAX)
             activation = not (last and o["readout"] == "potential")
+            info = self.program.meta.get("conv", {}).get(lay.name.split("->")[0])
+            kq = self.program.arrays.get(f"l{i}.kq")
             out.append(FrameLayer(
+                conv=None if info is None or kq is None else conv_geometry(info, kq),
                 name=lay.name, weights=self._wq[i], weight_bits=o["input_weight_bits"] if i == 0 else o["weight_bits"],
                 threshold=th_int.astype(np.int64), step16=k.astype(np.int64), act_bits=o["act_bits"],
                 activation=activation, level=s_out, score_threshold=np.rint(th), score_step=step))
@@ -421,7 +491,8 @@ class AkidaRuntime(EmulatedRuntime):
                 "readout": f"{o['readout']}: counts are "
                            + ("output potentials de-biased by threshold, in spike-count units"
                               if o["readout"] == "potential" else "quantized output activations in spike-count units"),
-                "arithmetic": "Akida v1 FullyConnected integer arithmetic (actors/akida/frame.py), checked bit for "
-                              "bit against akida Model.forward by reference_check",
+                "arithmetic": "Akida v1 FullyConnected / InputConvolutional / Convolutional integer arithmetic "
+                              "(actors/akida/frame.py), checked bit for bit against akida Model.forward by "
+                              "reference_check",
             },
         )

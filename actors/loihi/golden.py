@@ -4,7 +4,9 @@ Lava 0.10 needs Python 3.10 and numpy < 2, so it lives in its own interpreter (t
 ``toolchains/lava/.venv``; ``FABRIC_LAVA_PYTHON`` points elsewhere). We write each Program (npz) and
 its input spikes to a temporary directory, run ``toolchains/lava/run_lava.py`` there once for any
 number of programs, and compare every layer's raster with :func:`actors.loihi.fixed.emulate` bit
-for bit. Both sides run the same schedule (input from a RingBuffer at step t, each Dense one step
+for bit. A conv layer the program keeps as a kernel (``conv`` in its layer entry) runs as Lava's own
+``Conv`` process, so its convolution is Lava's, not our dense expansion; :attr:`GoldenResult.lava_processes`
+says which Lava processes ran. Both sides run the same schedule (input from a RingBuffer at step t, each Dense one step
 late, state from zero), so equal programs must give identical rasters; any difference is a bug in
 the emulator. A missing interpreter or a Lava that does not import raises :class:`GoldenUnavailable`
 with the reason: a golden check never passes by default.
@@ -78,12 +80,16 @@ class GoldenResult:
     lava_version: str
     lava_python: str
     lava_wall_s: float
+    lava_processes: list[str] = field(default_factory=list)  # Lava process types used, first use first
+    layer_processes: list[list[str]] = field(default_factory=list)  # per layer, e.g. ["Conv", "LIF"]
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         head = (f"golden check vs Lava {self.lava_version} fixed_pt: "
                 f"{'bit-exact' if self.bit_exact else 'MISMATCH'} over {self.layers} layers x {self.samples} samples x "
                 f"{self.steps} steps")
+        if self.lava_processes:
+            head += f" (Lava processes {', '.join(self.lava_processes)})"
         if self.bit_exact:
             return head
         return f"{head}; {self.mismatches} differing spikes (per layer {self.per_layer}); first at {self.first_mismatch}"
@@ -164,8 +170,13 @@ def run_lava(jobs: Sequence[tuple[Program, np.ndarray]], *, python: Path | str |
     return out, info
 
 
-def _compare(emu: Sequence[np.ndarray], lava: Sequence[np.ndarray], info: dict[str, Any], wall_s: float) -> GoldenResult:
+def _compare(emu: Sequence[np.ndarray], lava: Sequence[np.ndarray], info: dict[str, Any], wall_s: float,
+             job: dict[str, Any] | None = None) -> GoldenResult:
     per_layer, first = [], None
+    layer_procs = [list(e.get("processes", [])) for e in (job or {}).get("layer_processes", [])]
+    procs = list(dict.fromkeys(p for lp in layer_procs for p in lp))
+    notes = [f"layer {e['layer']}: conv checked as Lava Dense: {e['conv_on_dense']}"
+             for e in (job or {}).get("layer_processes", []) if e.get("conv_on_dense")]
     for k, (a, b) in enumerate(zip(emu, lava, strict=True)):
         if a.shape != b.shape:
             raise GoldenError(f"layer {k}: emulator raster {a.shape} vs Lava {b.shape}")
@@ -179,7 +190,8 @@ def _compare(emu: Sequence[np.ndarray], lava: Sequence[np.ndarray], info: dict[s
     b0 = emu[0]
     return GoldenResult(bit_exact=sum(per_layer) == 0, mismatches=sum(per_layer), per_layer=per_layer,
                         first_mismatch=first, samples=int(b0.shape[0]), steps=int(b0.shape[1]), layers=len(emu),
-                        lava_version=info["lava_version"], lava_python=info["python"], lava_wall_s=wall_s)
+                        lava_version=info["lava_version"], lava_python=info["python"], lava_wall_s=wall_s,
+                        lava_processes=procs, layer_processes=layer_procs, notes=notes)
 
 
 def golden_check_many(programs: Sequence[Program], inputs: Sequence[np.ndarray], *,
@@ -195,7 +207,7 @@ def golden_check_many(programs: Sequence[Program], inputs: Sequence[np.ndarray],
         if em is None:
             em = emulate(program_layers(program), spikes)
         job = next((j for j in info["jobs"] if j.get("id") == f"j{i}"), {})
-        results.append(_compare(em.rasters, lava_out[i], info, float(job.get("wall_s", info["wall_s"]))))
+        results.append(_compare(em.rasters, lava_out[i], info, float(job.get("wall_s", info["wall_s"])), job))
     return results
 
 

@@ -15,6 +15,14 @@ The outer behaviour (option checking, ``fallback="hybrid"`` onto kind ``cpu``, t
 health/info) is :class:`actors.base.emulated.EmulatedRuntime`'s; this module writes the device model.
 A hybrid program's golden check covers its device part only (:func:`device_part`): the cpu segments
 have no Lava reference, and the check's summary says so.
+
+Conv layers run on the emulator as their dense (Toeplitz) expansion, like any layer; a layer made of
+exactly one Conv2d also keeps its integer kernel (``l<k>.conv_weight``) and geometry (``conv`` in its
+layer entry), proven to re-expand to the dense mantissas, so the golden check runs it as Lava's own
+``Conv`` process. A pool folds into the next layer's matrix (:mod:`fabric.ir.lowering`): an unpadded
+pool followed by a conv is kept as one conv with the composed kernel when that re-expands exactly
+(sum/avg pooling is a conv with a constant kernel); pool + linear, and any layer whose matrix is not
+one kernel slid over the input, is checked as Lava ``Dense``.
 """
 
 from __future__ import annotations
@@ -54,13 +62,15 @@ from fabric.ir.lowering import (
     SPATIAL_HANDLERS,
     SYNAPSE_HANDLERS,
     Handler,
+    LoweringContext,
+    conv2d_matrix,
     merge_handlers,
 )
 from fabric.ir.recurrent import lower_recurrent
 from fabric.kinds import Capabilities
 from fabric.records import FitError, FitReport, Program
 
-__all__ = ["LoihiRuntime", "HANDLERS", "modelled_step_time", "device_part"]
+__all__ = ["LoihiRuntime", "HANDLERS", "modelled_step_time", "device_part", "conv_kernel"]
 
 # Affine/Linear + LIF/CubaLIF/IF over the structural defaults (Input, Output, Flatten).
 HANDLERS = merge_handlers(DEFAULT_HANDLERS, SYNAPSE_HANDLERS, SPATIAL_HANDLERS, NEURON_HANDLERS)
@@ -124,7 +134,10 @@ class LoihiRuntime(EmulatedRuntime):
         """NIR -> Lava fixed-point program. Options: ``weight_bits`` (2..8, default 8),
         ``neurons_per_core`` (int or per-layer list; default: automatic split), ``vth_target``."""
         opts = {k: v for k, v in options.items() if not k.startswith("_")}  # "_hybrid_head": nothing to do
-        ctx = lower_recurrent(graph, self.kind, HANDLERS)
+        convs: dict[str, dict[str, Any]] = {}
+        ctx = lower_recurrent(graph, self.kind, {**HANDLERS, nir.Conv2d: _recording_conv(convs),
+                                                 nir.AvgPool2d: _recording_pool(convs, nir.AvgPool2d),
+                                                 nir.SumPool2d: _recording_pool(convs, nir.SumPool2d)})
         fit = FitReport(kind=self.kind, notes=list(ctx.notes))
         n_bits = int(opts.get("weight_bits", LIMITS["weight_bits"]))
         fit.add("weight precision", n_bits, LIMITS["weight_bits"], "bits")
@@ -170,7 +183,15 @@ class LoihiRuntime(EmulatedRuntime):
             "source_neurons": [lay.neuron for lay in ctx.layers],
             "reference": "lava-nc 0.10 PyDenseModelBitAcc + PyLifModelBitAcc (Loihi2SimCfg select_tag='fixed_pt')",
         }
-        return fixed_program(fixed, dt=ctx.dt, fit=fit, meta=meta)
+        program = fixed_program(fixed, dt=ctx.dt, fit=fit, meta=meta)
+        for i, (layer, fl) in enumerate(zip(ctx.layers, fixed, strict=True)):
+            geo = _layer_conv(layer.name.split("->")[0], convs) if fl.rec_weights is None else None
+            kernel = conv_kernel(fl.weights, geo) if geo is not None else None
+            if kernel is not None:  # keys only for conv layers: other programs keep their bytes and digest
+                program.arrays[f"l{i}.conv_weight"] = kernel
+                program.meta["layers"][i]["conv"] = {k: v for k, v in geo.items() if k != "kernel_shape"}
+                program.meta["reference"] = meta["reference"] + " + PyConvModelFixed (conv layers)"
+        return program
 
     # ------------------------------------------------------------------ run
     def _load_device(self, program: Program) -> None:
@@ -322,6 +343,96 @@ class LoihiRuntime(EmulatedRuntime):
             "energy_model": "modelled: E = ACs*e_syn + neuron_updates*e_neuron + spikes*e_spike + p_static*T_device",
             "time_model": "modelled: per step = barrier sync(tiles) + busiest layer's per-core event latency",
         }
+
+
+def _recording_conv(convs: dict[str, dict[str, Any]]) -> Handler:
+    """The shared Conv2d handler (dense expansion, unchanged), also noting each conv's geometry in
+    ``convs`` by node name, so a layer made of one conv can keep it for Lava's ``Conv`` process."""
+    base = SPATIAL_HANDLERS[nir.Conv2d]
+
+    def handler(name: str, node: nir.Conv2d, ctx: LoweringContext) -> None:
+        before = ctx.shape
+        base(name, node, ctx)
+        w = np.asarray(node.weight)
+        co, cig, kh, kw = (int(s) for s in w.shape)
+        groups = int(node.groups)
+        if before is not None and len(before) == 3:
+            in_shape = [int(s) for s in before]
+        elif node.input_shape is not None:
+            in_shape = [cig * groups, *(int(s) for s in np.asarray(node.input_shape).reshape(-1))]
+        else:
+            return
+        (sh, sw), (dh, dw) = _pair(node.stride), _pair(node.dilation)
+        if isinstance(node.padding, str):
+            pad = (0, 0) if node.padding == "valid" else (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
+        else:
+            pad = _pair(node.padding)
+        convs[name] = {"in_shape": in_shape, "out_shape": [int(s) for s in ctx.shape or ()],
+                       "kernel_shape": [co, cig, kh, kw], "stride": [sh, sw], "padding": list(pad),
+                       "dilation": [dh, dw], "groups": groups}
+
+    return handler
+
+
+def _recording_pool(convs: dict[str, dict[str, Any]], node_type: type) -> Handler:
+    """The shared pooling handler (unchanged), also noting the pool's geometry in ``convs``."""
+    base = SPATIAL_HANDLERS[node_type]
+
+    def handler(name: str, node: Any, ctx: LoweringContext) -> None:
+        before = ctx.shape
+        base(name, node, ctx)
+        if before is not None and len(before) == 3:
+            convs[name] = {"pool": True, "in_shape": [int(s) for s in before], "kernel": list(_pair(node.kernel_size)),
+                           "stride": list(_pair(node.stride)), "padding": list(_pair(node.padding))}
+
+    return handler
+
+
+def _layer_conv(synapse: str, convs: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Conv geometry of a layer's synapse: one conv as it is; an unpadded pool folded into the conv
+    after it as one conv on the pool's input (kernel ``d (k-1) s_p + k_p``, stride ``s s_p``, padding
+    ``p s_p``, dilation 1). Only a candidate: :func:`conv_kernel` proves it against the matrix."""
+    one = convs.get(synapse)
+    if one is not None:
+        return None if one.get("pool") else one
+    pool, conv = convs.get(synapse.split("+")[0]), convs.get(synapse.split("+")[-1])
+    if (synapse.count("+") != 1 or pool is None or conv is None or not pool.get("pool") or conv.get("pool")
+            or pool["padding"] != [0, 0] or conv["groups"] != 1):
+        return None
+    co, ci, kh, kw = conv["kernel_shape"]
+    sp, kp = pool["stride"], pool["kernel"]
+    k = [d * (n - 1) * s + q for d, n, s, q in zip(conv["dilation"], (kh, kw), sp, kp, strict=True)]
+    return {"in_shape": pool["in_shape"], "out_shape": conv["out_shape"], "kernel_shape": [co, ci, *k],
+            "stride": [a * b for a, b in zip(conv["stride"], sp, strict=True)],
+            "padding": [a * b for a, b in zip(conv["padding"], sp, strict=True)], "dilation": [1, 1], "groups": 1}
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    a = np.asarray(v, dtype=int).reshape(-1)
+    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+
+
+def conv_kernel(weights: np.ndarray, geo: dict[str, Any]) -> np.ndarray | None:
+    """The integer kernel ``[C_out, C_in/groups, kh, kw]`` the layer's dense mantissa matrix was
+    expanded from, or None when the matrix is not one kernel slid over the input (a pool folded
+    in, per-neuron weight scales, a tap that never lands): then Lava checks the layer as Dense.
+    Proven by re-expanding the kernel with :func:`conv2d_matrix` and comparing every entry."""
+    shape = tuple(int(s) for s in geo["kernel_shape"])
+    in_shape = tuple(int(s) for s in geo["in_shape"])
+    w = np.asarray(weights)
+    if len(in_shape) != 3 or w.shape[1] != int(np.prod(in_shape)):
+        return None
+    args = (in_shape, geo["stride"], geo["padding"], geo["dilation"], int(geo["groups"]))
+    ids, out_shape = conv2d_matrix(np.arange(1, int(np.prod(shape)) + 1, dtype=np.float64).reshape(shape), *args)
+    if w.shape[0] != ids.shape[0] or list(out_shape) != list(geo["out_shape"]):
+        return None
+    taps = ids > 0
+    kernel = np.zeros(int(np.prod(shape)), dtype=np.int64)
+    kernel[ids[taps].astype(np.int64) - 1] = w[taps]
+    kernel = kernel.reshape(shape)
+    if not np.array_equal(conv2d_matrix(kernel.astype(np.float64), *args)[0], w.astype(np.float64)):
+        return None
+    return kernel.astype(np.int32)
 
 
 def device_part(program: Program) -> Program:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from actors.spinnaker.reference import (
+    CHIPS_PER_SPINN5,
     SpynnakerError,
     SpynnakerUnavailable,
     board_for,
@@ -27,7 +28,7 @@ from actors.spinnaker.reference import (
 )
 from fabric.records import FitReport
 
-__all__ = ["MAX_DENSE_WEIGHTS", "SWITCH_ENV", "spynnaker_fit", "board_name"]
+__all__ = ["MAX_DENSE_WEIGHTS", "SWITCH_ENV", "spynnaker_fit", "board_name", "app_core_budget"]
 
 MAX_DENSE_WEIGHTS = 1_000_000  # weight entries sent to the driver as JSON (~10 MB) at most
 # "off" skips the sPyNNaker run (each costs seconds: a unit tier that compiles many programs may set it)
@@ -42,6 +43,30 @@ def board_name(board: Mapping[str, int]) -> str:
     return f"virtual SpiNN-5 (version 5, {n} board{'s' if n > 1 else ''} of 48 chips)"
 
 
+def app_core_budget(chips: int, limits: Mapping[str, Any]) -> tuple[int, int, str]:
+    """The emulator's application-core budget on ``chips`` chips: ``(budget, host_input_cores, why)``.
+
+    Why: on the boards sPyNNaker models (SpiNN-3, whole SpiNN-5s) its placer has fewer cores than 16 per
+    chip (SpiNN-5: 759, not 768): every chip gives its SCAMP monitor and sPyNNaker's extra monitor, each
+    board's Ethernet chip a packet gatherer, and eight SpiNN-5 chips have 17 cores; the host input
+    (``SpikeSourceArray``) takes a core too. Counting the same, the emulator's own verdict (used where
+    the toolchain is absent) agrees with sPyNNaker's. Other chip counts keep 16 application cores per chip.
+    """
+    board = board_for(chips)
+    if board is None:
+        per = int(limits["app_cores_per_chip"])
+        return chips * per, 0, f"{chips} chips x {per} application cores (no sPyNNaker board of {chips} chips)"
+    if board["version"] == 3:
+        n_boards, cores, n_chips = 1, int(limits["board_cores_spinn3"]), chips
+    else:
+        n_boards, cores, n_chips = int(board["boards"]), int(limits["board_cores_spinn5"]), CHIPS_PER_SPINN5
+    mon, sys_ = int(limits["monitor_cores_per_chip"]), int(limits["system_cores_per_board"])
+    per_board = cores - mon * n_chips - sys_
+    why = (f"{board_name(board)}: {n_boards} x ({cores} cores - {mon} monitors x {n_chips} chips - {sys_} "
+           f"packet gatherer) = {n_boards * per_board} application cores, the host input's included")
+    return n_boards * per_board, int(limits["host_input_cores"]), why
+
+
 def _own(layers: list[dict[str, Any]], npc: int) -> dict[str, int]:
     return {f"l{i}": emulator_cores(int(m["n_out"]), npc) for i, m in enumerate(layers)}
 
@@ -51,7 +76,8 @@ def spynnaker_fit(fit: FitReport, arrays: Mapping[str, np.ndarray], layers: list
     """Map the compiled program with sPyNNaker onto the board of ``chips`` chips; add its verdict and
     figures to ``fit``. Returns the driver's report (None when sPyNNaker did not run)."""
     own = _own(layers, npc)
-    fallback = f"fit verdict = the emulator's own estimate (cores per population {own}, 16 application cores per chip)"
+    fallback = (f"fit verdict = the emulator's own estimate (cores per population {own}, the board's "
+                f"application-core budget as sPyNNaker reserves it)")
     if os.environ.get(SWITCH_ENV, "").lower() == "off":
         fit.notes.append(f"sPyNNaker fit check switched off ({SWITCH_ENV}=off); {fallback}")
         return None
@@ -91,7 +117,8 @@ def spynnaker_fit(fit: FitReport, arrays: Mapping[str, np.ndarray], layers: list
         f"(router holds {b['router_entries_per_chip']}), {rt['total_entries']} total over {rt['tables']} chip(s)")
     fit.notes.append(
         "sPyNNaker SDRAM per core (max, bytes): " + str({k: v["sdram_per_core_max"] for k, v in pops.items()})
-        + f"; busiest chip {rep['sdram_per_chip_max']} of {b['sdram_per_chip']} B; mapped in {rep['mapping_s']:g} s")
+        + f"; busiest chip {rep['sdram_per_chip_max']} of {b['sdram_per_chip']} B; mapped in {rep['mapping_s']:g} s"
+        + (" (report from the toolchain's cache)" if rep.get("cached") else ""))
     diff = {k: (cores.get(k, 0), n) for k, n in own.items() if cores.get(k, 0) != n}
     if diff:
         fit.notes.append(f"sPyNNaker and the emulator disagree on cores per population (sPyNNaker, emulator): {diff}")

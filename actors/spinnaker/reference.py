@@ -10,12 +10,16 @@ energy, so this is a fit check only; the emulator's arithmetic stays.
 sPyNNaker lives in its own interpreter (``toolchains/spinnaker/.venv``, built by ``make
 setup-spinnaker``; ``FABRIC_SPINNAKER_PYTHON`` points elsewhere) and reads its config from HOME, so
 the driver ``toolchains/spinnaker/map_network.py`` runs as a subprocess with HOME =
-``toolchains/spinnaker/home`` (never the user's home) and a timeout. Nothing is cached: each compile
-maps afresh.
+``toolchains/spinnaker/home`` (never the user's home) and a timeout. A mapping costs seconds (the
+digits model took 5 s inside sPyNNaker, 25 s a compile on a loaded 2-core machine) and is a pure function
+of the description, the driver and the toolchain, so its report is cached under the toolchain's own
+dir (``toolchains/spinnaker/home/.cache/fabric-map/<sha256>.json``, git-ignored) keyed by the sha256
+of those three; ``FABRIC_SPINNAKER_CACHE`` names another dir, or ``off``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -34,6 +38,9 @@ __all__ = [
     "NOT_INSTALLED",
     "MAP_NETWORK",
     "TOOLCHAIN_HOME",
+    "CACHE_DIR",
+    "CACHE_ENV",
+    "TAU_M_MAX",
     "SpynnakerError",
     "SpynnakerUnavailable",
     "MapResult",
@@ -41,6 +48,8 @@ __all__ = [
     "describe",
     "spinnaker_python",
     "map_network",
+    "cache_dir",
+    "cache_key",
     "emulator_cores",
 ]
 
@@ -54,6 +63,11 @@ CHIPS_PER_SPINN5 = 48
 CHIPS_SPINN3 = 4
 MAP_TIMEOUT_S = 600.0
 FRAC = 15  # s16.15 accums (see actors/spinnaker/runtime.py)
+# sPyNNaker stores tau_m as an s16.15 accum (ms), so the longest membrane time constant it takes is
+# the largest whole accum below 2^16: an IF (no leak) maps to this one (decay exp(-1/65535) per tick)
+TAU_M_MAX = 65535.0
+CACHE_DIR = TOOLCHAIN_HOME / ".cache" / "fabric-map"
+CACHE_ENV = "FABRIC_SPINNAKER_CACHE"
 
 
 class SpynnakerError(ReferenceCheckError):
@@ -108,7 +122,8 @@ def describe(arrays: Mapping[str, np.ndarray], layers: list[dict[str, Any]], n_i
     core), then one population per layer with the emulator's ``neurons_per_core``: ``IF_curr_exp``
     for current-based layers (a synaptic decay in the program), ``IF_curr_delta`` for the
     voltage-based ones. Membrane time constants come from the program's u0.32 decays in 1 ms ticks
-    (an exact-1 decay, IF, becomes a very long one: sPyNNaker has no leak-free IF). Projections: the
+    (an exact-1 decay, IF, becomes the longest sPyNNaker accepts, :data:`TAU_M_MAX`: it has no
+    leak-free IF, and larger values fail its s16.15 conversion). Projections: the
     16-bit excitatory and inhibitory words of each layer (feed-forward and recurrent) as dense
     weights, 1 ms delay (the emulator's one-step projection delay).
     """
@@ -118,7 +133,7 @@ def describe(arrays: Mapping[str, np.ndarray], layers: list[dict[str, Any]], n_i
     for i, m in enumerate(layers):
         label = f"l{i}"
         beta = arrays[f"l{i}.decay_u032"].astype(np.float64) / 2.0**32
-        tau_m = np.where(arrays[f"l{i}.decay_one"], 1.0e6, 1.0 / np.maximum(1.0 - beta, 1.0e-6))
+        tau_m = np.where(arrays[f"l{i}.decay_one"], TAU_M_MAX, np.minimum(1.0 / np.maximum(1.0 - beta, 1.0e-9), TAU_M_MAX))
         params: dict[str, Any] = {
             "tau_m": _value(tau_m), "v_rest": 0.0,
             "v_thresh": _value(arrays[f"l{i}.thr_raw"] / 2.0**FRAC),
@@ -128,7 +143,7 @@ def describe(arrays: Mapping[str, np.ndarray], layers: list[dict[str, Any]], n_i
         current = f"l{i}.syn_decay_u032" in arrays
         if current:
             alpha = arrays[f"l{i}.syn_decay_u032"].astype(np.float64) / 2.0**32
-            tau_syn = _value(1.0 / np.maximum(1.0 - alpha, 1.0e-6))
+            tau_syn = _value(np.minimum(1.0 / np.maximum(1.0 - alpha, 1.0e-9), TAU_M_MAX))
             params.update(tau_syn_E=tau_syn, tau_syn_I=tau_syn)
         pops.append({"label": label, "size": int(m["n_out"]), "model": "IF_curr_exp" if current else "IF_curr_delta",
                      "params": params, "neurons_per_core": int(neurons_per_core)})
@@ -152,15 +167,59 @@ def spinnaker_python() -> Path:
     return Path(env) if env else TOOLCHAIN / ".venv" / "bin" / "python"
 
 
+def cache_dir() -> Path | None:
+    """Where mapping reports are cached: ``$FABRIC_SPINNAKER_CACHE`` (``off``: nowhere), else :data:`CACHE_DIR`."""
+    env = os.environ.get(CACHE_ENV, "")
+    if env.lower() == "off":
+        return None
+    return Path(env) if env else CACHE_DIR
+
+
+def cache_key(desc: dict[str, Any], py: Path) -> str:
+    """sha256 of what the report is a function of: the description, the driver, the cfg and the toolchain
+    (its interpreter path and pinned requirements), so an edit to any of them maps afresh."""
+    h = hashlib.sha256(json.dumps(desc, sort_keys=True, separators=(",", ":")).encode())
+    for f in (MAP_NETWORK, TOOLCHAIN_HOME / ".spynnaker.cfg", TOOLCHAIN / "requirements.lock"):
+        h.update(f.read_bytes() if f.exists() else b"-")
+    h.update(str(py).encode())
+    return h.hexdigest()
+
+
 def map_network(desc: dict[str, Any], *, python: Path | str | None = None,
                 timeout_s: float = MAP_TIMEOUT_S) -> MapResult:
-    """Run the driver on ``desc``; raises :class:`SpynnakerUnavailable` when there is no toolchain and
-    :class:`SpynnakerError` when it crashes or times out. A refusal is a result (``ok`` False)."""
+    """Run the driver on ``desc`` (or read its cached report); raises :class:`SpynnakerUnavailable` when
+    there is no toolchain and :class:`SpynnakerError` when it crashes or times out. A refusal is a result
+    (``ok`` False) and is cached like an acceptance; a failure is never cached."""
     py = Path(python) if python is not None else spinnaker_python()
     if not py.exists() or not os.access(py, os.X_OK):
         raise SpynnakerUnavailable(NOT_INSTALLED)
     if not MAP_NETWORK.exists() or not (TOOLCHAIN_HOME / ".spynnaker.cfg").exists():
         raise SpynnakerUnavailable(f"{NOT_INSTALLED}: {MAP_NETWORK.name} or home/.spynnaker.cfg is missing")
+    where = cache_dir()
+    hit = None if where is None else where / f"{cache_key(desc, py)}.json"
+    if hit is not None and hit.exists():
+        try:
+            rep = json.loads(hit.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            rep = None  # a torn or unreadable entry: map afresh and overwrite it
+        if isinstance(rep, dict):
+            rep["cached"] = True
+            return MapResult(ok=bool(rep.get("ok")), reason=str(rep.get("reason", "")), report=rep)
+    rep = _run_driver(desc, py, timeout_s)
+    if hit is not None:
+        try:
+            hit.parent.mkdir(parents=True, exist_ok=True)
+            tmp = hit.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(rep), encoding="utf-8")
+            os.replace(tmp, hit)  # atomic: a concurrent reader sees the whole report or none
+        except OSError:
+            pass  # a read-only checkout still maps, it only cannot remember
+    rep["cached"] = False
+    return MapResult(ok=bool(rep.get("ok")), reason=str(rep.get("reason", "")), report=rep)
+
+
+def _run_driver(desc: dict[str, Any], py: Path, timeout_s: float) -> dict[str, Any]:
+    """One driver subprocess with the toolchain's HOME; its JSON report."""
     with tempfile.TemporaryDirectory(prefix="fabric_spinn_") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "XDG_", "VIRTUAL_ENV"))}
         # sPyNNaker looks for its cfg in HOME and the XDG config dirs: all point at the toolchain's home
@@ -181,7 +240,9 @@ def map_network(desc: dict[str, Any], *, python: Path | str | None = None,
         rep = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:
         raise SpynnakerError(f"sPyNNaker driver printed no JSON report: {proc.stdout[-200:]!r}") from exc
-    return MapResult(ok=bool(rep.get("ok")), reason=str(rep.get("reason", "")), report=rep)
+    if not isinstance(rep, dict):
+        raise SpynnakerError(f"sPyNNaker driver printed no JSON object: {proc.stdout[-200:]!r}")
+    return rep
 
 
 def emulator_cores(n: int, neurons_per_core: int) -> int:

@@ -17,8 +17,12 @@ What is modelled, and why:
 * **Time:** a 1 ms real-time step; every projection delays spikes by one step (sPyNNaker's minimum
   delay), so a sample of ``T`` steps runs ``T + L - 1`` steps (``L`` layers) to flush the pipeline;
   device time = samples x steps x 1 ms (samples run back to back).
-* **Mapping:** ``neurons_per_core`` (256) neurons per application core, 16 application cores per chip,
-  populations never share a core; chips are counted against the board (SpiNN-5: 48 chips).
+* **Mapping:** ``neurons_per_core`` (256) neurons per application core, populations never share a
+  core; the application-core budget is what sPyNNaker's placer leaves (SpiNN-5: 759 of 856 cores, the
+  host input's core included; see :func:`actors.spinnaker.fit.app_core_budget`), chips are counted at
+  16 application cores against the board (SpiNN-5: 48 chips). Where the toolchain is installed
+  (``make setup-spinnaker``), sPyNNaker's own mapper (partitioner, placer, router on a virtual board,
+  :mod:`actors.spinnaker.fit`) gives the fit verdict next to these estimates.
 * **Recurrence:** supported (a recurrent projection with the same 1-step delay as the reference).
 """
 
@@ -33,7 +37,7 @@ import numpy as np
 from actors.base.common import arrays_to_layers, layers_to_arrays
 from actors.base.emulated import DeviceRun, EmulatedRuntime, raise_if_unfit
 from actors.base.energy import DeviceConstants, banded, load_constants, modelled_energy
-from actors.spinnaker.fit import spynnaker_fit
+from actors.spinnaker.fit import app_core_budget, spynnaker_fit
 from fabric.ir.lowering import (
     DEFAULT_HANDLERS,
     NEURON_HANDLERS,
@@ -108,8 +112,12 @@ class SpinnakerRuntime(EmulatedRuntime):
     }
     emulation: ClassVar[str] = (
         "bit-level sPyNNaker-style arithmetic: s16.15 state, u0.32 decays, 16-bit weights with a per-population "
-        "per-synapse-type shift, 16-bit saturating ring buffers, 1-step delay per projection, 1 ms real-time step"
+        "per-synapse-type shift, 16-bit saturating ring buffers, 1-step delay per projection, 1 ms real-time step; "
+        "fit cross-checked by sPyNNaker 1!7.4.1's mapper (partitioner, placer, router on a virtual board) when "
+        "its toolchain is installed (make setup-spinnaker)"
     )
+    # Capabilities.reference stays None: it names a golden engine that reruns the program's spikes
+    # (pipeline golden stage, fabric run --golden), and a virtual board runs none; the mapper is a fit check
 
     def _compile_device(self, graph: nir.NIRGraph, options: dict[str, Any]) -> Program:
         lim = self.constants.limits
@@ -159,8 +167,10 @@ class SpinnakerRuntime(EmulatedRuntime):
             max_words = max(max_words, *per_core)
             footprint += int(np.count_nonzero(both)) * int(self.constants.value("bytes_per_synapse")) + lay.n_out * 4 * 6
         chips = math.ceil(cores / lim["app_cores_per_chip"])
-        # populations never share a core and a chip has app_cores_per_chip of them: the board's budget
-        fit.add("application cores", cores, o["chips"] * lim["app_cores_per_chip"], "cores", "board")
+        # populations never share a core; the budget is what sPyNNaker's placer leaves on this board
+        budget, host_cores, why = app_core_budget(o["chips"], lim)
+        fit.add("application cores", cores + host_cores, budget, "cores", "board")
+        fit.notes.append(f"application-core budget: {why}")
         fit.add("chips", chips, o["chips"], "chips", "board")
         fit.add("synaptic words per core (SDRAM share)", max_words, words_limit, "words", "core")
         fit.add("s16.15 magnitude (threshold/reset/bias/leak/gain)", rng_max, lim["accum_max"], "")

@@ -96,7 +96,7 @@ def test_a_perturbed_emulator_weight_is_a_mismatch_naming_the_first_output():
     assert "sample 0, output 2" in res["summary"]
 
 
-def test_hybrid_and_conv_programs_are_unavailable_never_a_pass():
+def test_hybrid_programs_are_unavailable_and_conv_programs_checked_never_a_silent_pass():
     rng = np.random.default_rng(0)
     g = mlp([8, 6, 3], rng)
     nodes = dict(g.nodes)
@@ -114,10 +114,16 @@ def test_hybrid_and_conv_programs_are_unavailable_never_a_pass():
                              "lif0": lif(2 * 4 * 4), "output": nir.Output(output_type={"output": np.array([32])})},
                       edges=[("input", "c0"), ("c0", "lif0"), ("lif0", "output")], metadata={"dt": DT},
                       type_check=False)
+    # conv programs are built as InputConvolutional layers now (tests/unit/test_akida_conv.py): the mapper
+    # refuses a first conv layer without activation (an explicit potential readout), and the default
+    # (activation readout for a single-conv net) is checked bit-exact
+    with pytest.raises(FitError, match="can only be mapped if its activations are enabled"):
+        make_runtime("akida").compile(cg, {"readout": "potential"})
     rt = make_runtime("akida")
     prog = rt.compile(cg)
+    assert prog.meta["options"]["readout"] == "activation"
     res = rt.reference_check(prog, spikes(rng, 2, 10, 36))
-    assert res["status"] == "unavailable" and "Conv2d" in res["reason"]
+    assert res["status"] == "bit-exact" and "InputConvolutional" in res["layers"]
 
 
 def test_without_akida_the_check_is_unavailable_and_the_mapper_a_note(monkeypatch):

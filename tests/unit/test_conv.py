@@ -162,13 +162,91 @@ def test_loihi_conv_input_axon_limit_one_step_over():
         make_runtime("loihi").compile(graph(17, 241, 17))  # 4097 inputs
 
 
-def test_loihi_conv_golden_bit_exact_vs_lava():
-    from actors.loihi.golden import golden_check
+def _one_conv_graph(in_shape: tuple[int, int, int], conv: nn.Module, seed: int) -> tuple[nir.NIRGraph, np.ndarray]:
+    """conv (or pool + conv) -> LIF -> flatten -> linear -> LIF on ``in_shape`` ([C, H, W]), and input spikes."""
+    torch.manual_seed(seed)
+    n_in = int(np.prod(in_shape))
+    with torch.no_grad():
+        n_conv = conv(torch.zeros(1, *in_shape)).numel()
+    net = _scaled(nn.Sequential(nn.Unflatten(1, in_shape), *(conv if isinstance(conv, nn.Sequential) else [conv]),
+                                snn.Leaky(beta=0.85, **Z), nn.Flatten(),
+                                nn.Linear(n_conv, 5), snn.Leaky(beta=0.8, threshold=0.8, output=True, **Z)))
+    g = export_sequential(SequentialSNN(net, factory="m.py:build", params={}, n_in=n_in, n_out=5).eval())
+    return g, _spikes(n=4, t=6, f=n_in).numpy().astype(np.uint8)
 
+
+def test_loihi_conv_layers_keep_their_kernel_and_geometry():
+    """A layer made of one Conv2d keeps its integer kernel (the dense matrix re-expands from it exactly);
+    an unpadded pool folded into a conv keeps the composed kernel; pool + linear, a conv after a
+    pool that the composition does not reproduce, and non-conv programs get no conv keys."""
+    from actors.loihi.runtime import conv_kernel
+
+    prog = make_runtime("loihi").compile(_graph()[0])
+    layers = prog.meta["layers"]
+    assert layers[0]["conv"] == {"in_shape": [2, 8, 8], "out_shape": [4, 8, 8], "stride": [1, 1],
+                                 "padding": [1, 1], "dilation": [1, 1], "groups": 1}
+    k = prog.arrays["l0.conv_weight"]
+    assert k.shape == (4, 2, 3, 3) and k.dtype == np.int32 and np.abs(k).max() > 0
+    np.testing.assert_array_equal(conv2d_matrix(k, (2, 8, 8), 1, 1)[0], prog.arrays["l0.weights"])
+    assert layers[1]["conv"] == {"in_shape": [4, 8, 8], "out_shape": [6, 2, 2], "stride": [2, 2],
+                                 "padding": [0, 0], "dilation": [1, 1], "groups": 1}  # AvgPool2d(2) + 3x3 conv
+    assert prog.arrays["l1.conv_weight"].shape == (6, 4, 6, 6)
+    np.testing.assert_array_equal(conv2d_matrix(prog.arrays["l1.conv_weight"], (4, 8, 8), 2)[0], prog.arrays["l1.weights"])
+    assert "conv" not in layers[2] and "l2.conv_weight" not in prog.arrays
+    shifted, _ = _one_conv_graph((2, 8, 8), nn.Sequential(nn.AvgPool2d(2, stride=1), nn.Conv2d(2, 3, 3, stride=2,
+                                                                                                padding=1)), 4)
+    assert "conv" not in make_runtime("loihi").compile(shifted).meta["layers"][0]  # padding sees real rows: Dense
+    geo = {**layers[0]["conv"], "kernel_shape": [4, 2, 3, 3]}
+    w = prog.arrays["l0.weights"].copy()
+    w[0, 0] += 1  # one entry off the shared kernel: not a convolution any more
+    assert conv_kernel(w, geo) is None and conv_kernel(prog.arrays["l0.weights"], geo) is not None
+    lin = nn.Sequential(nn.Linear(128, 5), snn.Leaky(beta=0.8, output=True, **Z))
+    plain = make_runtime("loihi").compile(export_sequential(_model(lin)))
+    assert not any("conv" in m for m in plain.meta["layers"])
+    assert not any(k.endswith("conv_weight") for k in plain.arrays)
+
+
+def test_loihi_conv_golden_bit_exact_vs_lava():
+    """Conv layers run as Lava's own Conv process (fixed_pt), bit-exact with the emulator, on three
+    geometries (padding 1; stride 2 + padding 1; a rectangular input with dilation 2 and per-axis
+    stride and padding; a sum pool folded into a stride-2 conv; samples ride side by side as Conv groups); a kernel changed only in the conv
+    entry shows up as a mismatch (Lava used it), and a negative weight_exp keeps the layer on Dense,
+    saying why."""
+    from actors.loihi.fixed import emulate, program_layers
+    from actors.loihi.golden import golden_check_many
+    from fabric.records import Program
+
+    rt = make_runtime("loihi")
     g, x, _ = _graph()
-    prog = make_runtime("loihi").compile(g)
-    res = golden_check(prog, x[:4, :6].astype(np.uint8))
-    assert res.bit_exact and res.mismatches == 0 and res.layers == 3 and sum(res.per_layer) == 0, res
+    progs = [rt.compile(g)]
+    xs = [x[:4, :6].astype(np.uint8)]
+    for in_shape, conv, seed in [((2, 8, 8), nn.Conv2d(2, 3, 3, stride=2, padding=1), 5),
+                                 ((2, 6, 10), nn.Conv2d(2, 4, 3, stride=(1, 2), padding=(2, 1), dilation=2), 6),
+                                 ((2, 8, 8), nn.Sequential(SumPool2d(2), nn.Conv2d(2, 3, 3, stride=2, padding=1)), 7)]:
+        g2, x2 = _one_conv_graph(in_shape, conv, seed)
+        progs.append(rt.compile(g2))
+        xs.append(x2)
+    assert progs[1].meta["layers"][0]["conv"]["stride"] == [2, 2] and progs[1].meta["layers"][0]["conv"]["padding"] == [1, 1]
+    assert progs[3].meta["layers"][0]["conv"]["stride"] == [4, 4]  # sum pool folded into the strided conv
+    assert progs[2].meta["layers"][0]["conv"] == {"in_shape": [2, 6, 10], "out_shape": [4, 6, 4], "stride": [1, 2],
+                                                  "padding": [2, 1], "dilation": [2, 2], "groups": 1}
+    for prog, xi in zip(progs, xs, strict=True):
+        assert emulate(program_layers(prog), xi).rasters[0].sum() > 0  # the conv layer spikes: a real check
+    tampered = Program.from_bytes(progs[1].to_bytes())
+    tampered.arrays["l0.conv_weight"] = -tampered.arrays["l0.conv_weight"]
+    neg = Program.from_bytes(progs[1].to_bytes())
+    neg.meta["layers"][0]["weight_exp"] = -1
+    res = golden_check_many([*progs, tampered, neg], [*xs, xs[1], xs[1]])
+    main, stride2, dilated, pooled, bad, dense = res
+    assert main.bit_exact and main.mismatches == 0 and main.layers == 3 and sum(main.per_layer) == 0, main
+    assert main.lava_processes == ["Conv", "LIF", "Dense"], main
+    assert main.layer_processes == [["Conv", "LIF"], ["Conv", "LIF"], ["Dense", "LIF"]]
+    for r in (stride2, dilated, pooled):
+        assert r.bit_exact and r.layers == 2 and r.layer_processes[0] == ["Conv", "LIF"], r
+    assert "Lava processes Conv, LIF, Dense" in main.summary()
+    assert not bad.bit_exact and bad.per_layer[0] > 0 and bad.layer_processes[0] == ["Conv", "LIF"], bad
+    assert dense.bit_exact and dense.layer_processes[0] == ["Dense", "LIF"], dense
+    assert any("weight_exp -1 < 0" in n for n in dense.notes), dense.notes
 
 
 # -- layers the exporter refuses ----------------------------------------------------------------------------

@@ -67,14 +67,14 @@ def dense_graph(sizes: list[int], *, seed: int = 0, gain: float = 1.5, bias: flo
 
 
 def conv_node(c_out: int, c_in: int, k: int, hw: tuple[int, int], *, stride: int = 1, groups: int = 1,
-              dilation: int = 1) -> nir.Conv2d:
+              dilation: int = 1, padding: int = 0) -> nir.Conv2d:
     w = np.random.default_rng(1).normal(0, 0.5, (c_out, c_in // groups, k, k))
-    return nir.Conv2d(input_shape=hw, weight=w, stride=stride, padding=0, dilation=dilation, groups=groups,
+    return nir.Conv2d(input_shape=hw, weight=w, stride=stride, padding=padding, dilation=dilation, groups=groups,
                       bias=np.zeros(c_out))
 
 
-def conv_out(hw: tuple[int, int], k: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
-    return tuple((n - dilation * (k - 1) - 1) // stride + 1 for n in hw)  # type: ignore[return-value]
+def conv_out(hw: tuple[int, int], k: int, stride: int = 1, dilation: int = 1, padding: int = 0) -> tuple[int, int]:
+    return tuple((n + 2 * padding - dilation * (k - 1) - 1) // stride + 1 for n in hw)  # type: ignore[return-value]
 
 
 def conv_graph(c_in: int, hw: tuple[int, int], filters: int, k: int, *, stride: int = 1,
@@ -86,8 +86,10 @@ def conv_graph(c_in: int, hw: tuple[int, int], filters: int, k: int, *, stride: 
     c, size = filters, (ho, wo)
     if second is not None:
         k2, s2, g2, d2 = second.get("k", 3), second.get("stride", 1), second.get("groups", 1), second.get("dilation", 1)
-        h2, w2 = conv_out(size, k2, s2, d2)
-        nodes += [("conv1", conv_node(c, c, k2, size, stride=s2, groups=g2, dilation=d2)), ("n1", lif((c, h2, w2)))]
+        p2 = second.get("padding", 0)
+        h2, w2 = conv_out(size, k2, s2, d2, p2)
+        nodes += [("conv1", conv_node(c, c, k2, size, stride=s2, groups=g2, dilation=d2, padding=p2)),
+                  ("n1", lif((c, h2, w2)))]
         size = (h2, w2)
     flat = c * size[0] * size[1]
     nodes += [("flat", nir.Flatten(input_type={"input": np.array([c, *size])}, start_dim=0, end_dim=-1)),
@@ -282,12 +284,18 @@ def test_akida_conv_limits(build, name):
 
 
 def test_akida_conv_limit_edges_fit_and_run():
-    for g in (conv_graph(1, (5, 256), 2, 3), conv_graph(1, (5, 5), 512, 3), conv_graph(3, (7, 7), 32, 7),
-              conv_graph(1, (9, 9), 2, 3, stride=3, second={"k": 1, "stride": 2})):
+    # the edges the vendor mapper (akida 2.19.3, virtual AKD1000) accepts: a 7x7 kernel needs an input of >= 8
+    # in its second dimension, a stride may not exceed its kernel, a second conv takes "same" padding only
+    for g in (conv_graph(1, (5, 256), 2, 3), conv_graph(1, (5, 5), 512, 3), conv_graph(3, (8, 8), 32, 7),
+              conv_graph(1, (9, 9), 2, 3, stride=3, second={"k": 3, "stride": 2, "padding": 1})):
         rt = make_runtime("akida")
         rt.load(rt.compile(g))
         res = rt.run((np.random.default_rng(0).random((2, 5, rt.program.meta["n_in"])) < 0.5).astype(np.float32))
         assert res.counts.shape == (2, 3)
+    # one step over each: the mapper's own refusal is the FitError text
+    assert "cannot be smaller than 8" in compile_error("akida", conv_graph(3, (7, 7), 32, 7), {})
+    assert "Strides > kernel size are not supported" in compile_error(
+        "akida", conv_graph(1, (9, 9), 2, 3, stride=3, second={"k": 1, "stride": 2}), {})
     assert "Conv2D weight bits" in compile_error("akida", conv_graph(1, (8, 8), 2, 3, second={}), {"weight_bits": 8})
 
 

@@ -8,13 +8,16 @@ import json
 import subprocess
 import sys
 
+import nir
 import numpy as np
 import pytest
 
 from actors.spinnaker import fit as fitmod
+from actors.spinnaker import reference as refmod
 from actors.spinnaker.reference import (
     MAP_NETWORK,
     NOT_INSTALLED,
+    TAU_M_MAX,
     MapResult,
     SpynnakerUnavailable,
     board_for,
@@ -24,6 +27,8 @@ from actors.spinnaker.reference import (
 from fabric.kinds import make_runtime
 from fabric.records import FitError
 from tests.unit.test_devices import dense_graph, lif
+
+pytestmark = pytest.mark.spynnaker_map  # these tests are about the sPyNNaker mapping (conftest turns it off)
 
 
 @pytest.fixture(autouse=True)
@@ -36,13 +41,24 @@ def wide(n: int):
     return dense_graph([2, n], weights=[np.full((n, 2), 0.5)], bias=0)
 
 
-def test_application_cores_limit_one_step_over_the_board():
+@pytest.mark.parametrize("chips,budget", [(48, 759), (4, 63), (96, 1518)])
+def test_application_cores_limit_one_step_over_the_board(chips, budget):
+    """sPyNNaker's budget (SpiNN-5: 856 cores - 2 monitors x 48 chips - 1 gatherer = 759), the host
+    input's core counted: budget - 1 one-neuron-per-core neurons fit, one more is refused."""
     rt = make_runtime("spinnaker")
-    p = rt.compile(wide(768), {"neurons_per_core": 1})
+    p = rt.compile(wide(budget - 1), {"neurons_per_core": 1, "chips": chips})
     item = next(i for i in p.fit.items if i.name == "application cores")
-    assert (item.used, item.limit) == (768, 768)
-    with pytest.raises(FitError, match=r"application cores \(board\): 769 cores used > 768"):
-        rt.compile(wide(769), {"neurons_per_core": 1})
+    assert (item.used, item.limit) == (budget, budget)
+    assert any(f"= {budget} application cores" in n for n in p.fit.notes)
+    with pytest.raises(FitError, match=rf"application cores \(board\): {budget + 1} cores used > {budget}"):
+        rt.compile(wide(budget), {"neurons_per_core": 1, "chips": chips})
+
+
+def test_app_core_budget_derivation_and_other_chip_counts():
+    lim = make_runtime("spinnaker").constants.limits
+    assert fitmod.app_core_budget(48, lim)[:2] == (48 * 18 - 8 - 2 * 48 - 1, 1)
+    assert fitmod.app_core_budget(4, lim)[:2] == (4 * 18 - 2 * 4 - 1, 1)
+    assert fitmod.app_core_budget(10, lim)[:2] == (160, 0)  # no sPyNNaker board: 16 per chip, as before
 
 
 def test_absent_toolchain_is_labelled_and_the_emulator_estimate_is_used():
@@ -133,3 +149,63 @@ def test_driver_rejects_a_bad_description_naming_the_field(desc, field):
                           text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().startswith(f"map_network: {field}") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_if_maps_to_the_longest_tau_m_spynnaker_accepts():
+    """A plain IF (no leak) has no sPyNNaker model; it maps with the largest s16.15 tau_m, not one that
+    fails sPyNNaker's conversion (1e6 did); a very slow LIF is clamped the same."""
+    g = dense_graph([3, 2], weights=[np.ones((2, 3))], bias=0,
+                    neurons=[nir.IF(r=np.ones(2), v_threshold=np.ones(2))])
+    p = make_runtime("spinnaker").compile(g)
+    tau = describe(p.arrays, p.meta["layers"], 3, 256, {"version": 5, "boards": 1})["populations"][1]["params"]["tau_m"]
+    assert tau == TAU_M_MAX and TAU_M_MAX < 2**16 - 2**-15
+    p = make_runtime("spinnaker").compile(dense_graph([3, 2], neurons=[lif(2, beta=1 - 1e-7)]))
+    tau = describe(p.arrays, p.meta["layers"], 3, 256, {"version": 5, "boards": 1})["populations"][1]["params"]["tau_m"]
+    assert tau == TAU_M_MAX
+
+
+def _fake_toolchain(tmp_path, monkeypatch, reports: list) -> list:
+    """An executable 'python' and a driver stand-in that counts its runs and returns ``reports[0]``."""
+    py = tmp_path / "python"
+    py.write_text("#!/bin/sh\nexit 0\n")
+    py.chmod(0o755)
+    runs: list = []
+
+    def run(desc, python, timeout_s):
+        runs.append(desc)
+        return dict(reports[0])
+    monkeypatch.setattr(refmod, "_run_driver", run)
+    monkeypatch.setenv("FABRIC_SPINNAKER_PYTHON", str(py))
+    return runs
+
+
+def test_report_cache_is_keyed_by_the_description(tmp_path, monkeypatch):
+    monkeypatch.setenv("FABRIC_SPINNAKER_CACHE", str(tmp_path / "cache"))
+    runs = _fake_toolchain(tmp_path, monkeypatch, [{"ok": False, "reason": "no room", "spynnaker_version": "x"}])
+    desc = {"populations": [{"label": "in", "size": 2, "model": "SpikeSourceArray"}], "board": {"version": 3}}
+    first = map_network(desc)
+    again = map_network(json.loads(json.dumps(desc)))
+    assert len(runs) == 1 and (first.report["cached"], again.report["cached"]) == (False, True)
+    assert (again.ok, again.reason) == (False, "no room")
+    map_network({**desc, "board": {"version": 5, "boards": 1}})
+    assert len(runs) == 2 and len(list((tmp_path / "cache").glob("*.json"))) == 2
+    monkeypatch.setenv("FABRIC_SPINNAKER_CACHE", "off")
+    map_network(desc)
+    assert len(runs) == 3
+
+
+def test_a_torn_cache_entry_maps_afresh(tmp_path, monkeypatch):
+    monkeypatch.setenv("FABRIC_SPINNAKER_CACHE", str(tmp_path / "cache"))
+    runs = _fake_toolchain(tmp_path, monkeypatch, [{"ok": True, "spynnaker_version": "x"}])
+    desc = {"populations": [{"label": "in", "size": 2, "model": "SpikeSourceArray"}]}
+    map_network(desc)
+    (entry,) = (tmp_path / "cache").glob("*.json")
+    entry.write_text("{tor")
+    assert map_network(desc).ok and len(runs) == 2 and json.loads(entry.read_text())["ok"] is True
+
+
+def test_the_mapper_is_named_but_is_no_golden_reference():
+    """sPyNNaker's virtual board runs no spikes: no golden stage for spinnaker (it stays 'no reference')."""
+    from fabric.kinds import capabilities
+    rt = make_runtime("spinnaker")
+    assert capabilities("spinnaker").reference is None and "sPyNNaker 1!7.4.1's mapper" in rt.emulation

@@ -13,6 +13,18 @@ RingBuffer on every LIF, run with ``Loihi2SimCfg(select_tag="fixed_pt")`` (PyDen
 PyLifModelBitAcc). Several samples share one run as copies of the network side by side: a
 block-diagonal weight matrix (zero off-diagonal blocks add nothing, and keep Lava's sign mode), the
 biases tiled. Exit status 3 means Lava cannot be imported (the caller reports it as unavailable).
+
+A layer whose program entry carries ``conv`` geometry (and ``l<k>.conv_weight``, the kernel mantissas
+``[C_out, C_in/groups, kh, kw]``) runs as Lava's own ``Conv`` process (PyConvModelFixed) instead:
+input and output are (X, Y, C) = (W, H, C) arrays, reached from the fabric's flat [C, H, W] order
+by port reshape + transpose; samples sit side by side as extra channel groups. PyConvModelFixed has
+no weight exponent and no weight truncation, so the kernel first gets the Dense model's own
+treatment (lava.utils.weightutils clip_weights + truncate_weights, then ``<< weight_exp``); a
+negative ``weight_exp`` (a floor of the summed input, which scaled weights cannot reproduce) or a
+sum that could reach Conv's 24-bit clamp keeps that layer on Dense, and the job status says why.
+Lava has no pooling process: the fabric folds a pool into the next layer's matrix, and when that
+layer is a conv the program carries the composed kernel (pool then conv is one conv), so it runs as
+Conv; a pool feeding a linear layer runs as Dense.
 """
 
 from __future__ import annotations
@@ -31,13 +43,35 @@ MAX_BLOCK_WEIGHTS = 1 << 21  # entries of the largest block-diagonal matrix one 
 def _import_lava() -> dict:
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.lif.process import LIF
+    from lava.utils import weightutils
 
     return {"RunSteps": RunSteps, "Loihi2SimCfg": Loihi2SimCfg, "Dense": Dense, "Sink": Sink, "Source": Source,
-            "LIF": LIF}
+            "LIF": LIF, "Conv": Conv, "weightutils": weightutils}
+
+
+CONV_CLAMP = (1 << 23) - 1  # PyConvModelFixed clamps a_buf to signed 24 bits; Dense does not
+
+
+def conv_kernel(lava: dict, m: dict, arrays: dict, i: int) -> tuple[np.ndarray | None, str]:
+    """Kernel mantissas of conv layer ``i`` as Conv's fixed-point model must get them (Dense's clip,
+    truncation and weight exponent applied), or ``(None, reason)`` when Conv cannot match Dense."""
+    wu = lava["weightutils"]
+    k = arrays[f"l{i}.conv_weight"].astype(np.int32)
+    mode = wu.determine_sign_mode(arrays[f"l{i}.weights"])  # the sign mode Dense finds on the matrix
+    k = wu.truncate_weights(wu.clip_weights(k, mode, num_bits=8), mode, int(m["num_weight_bits"]))
+    exp = int(m["weight_exp"])
+    if exp < 0:
+        return None, f"weight_exp {exp} < 0 floors the summed input; Conv's fixed-point model has no exponent"
+    k = k.astype(np.int64) << exp
+    per_out = np.abs(k).reshape(k.shape[0], -1).sum(axis=1).max(initial=0)
+    if per_out > CONV_CLAMP:
+        return None, f"input sum up to {per_out} could reach Conv's 24-bit clamp"
+    return k, ""
 
 
 def load_program(path: Path) -> tuple[list, dict]:
@@ -60,17 +94,35 @@ def run_block(lava: dict, layers: list, arrays: dict, x: np.ndarray, timing: dic
     prev = src.s_out
     sinks = []
     eye = np.eye(b, dtype=np.int64)
+    used = timing.setdefault("layer_processes", [])
     for i, m in enumerate(layers):
-        w = arrays[f"l{i}.weights"].astype(np.int64)
-        dense = lava["Dense"](weights=np.kron(eye, w), weight_exp=int(m["weight_exp"]),
-                              num_weight_bits=int(m["num_weight_bits"]))
         n = int(m["n_out"])
         lif = lava["LIF"](shape=(b * n,), du=int(m["du"]), dv=int(m["dv"]), vth=int(m["vth"]),
                           bias_mant=np.tile(arrays[f"l{i}.bias_mant"].astype(np.int64), b),
                           bias_exp=np.tile(arrays[f"l{i}.bias_exp"].astype(np.int64), b))
+        kernel, why = conv_kernel(lava, m, arrays, i) if "conv" in m else (None, "")
+        if kernel is not None:
+            g = m["conv"]
+            (c, h, wd), (co, ho, wo) = g["in_shape"], g["out_shape"]
+            # fabric [O, I/g, kh, kw] cross-correlation -> Lava (O, kw, kh, I/g) convolution (it flips)
+            lw = np.tile(kernel[:, :, ::-1, ::-1].transpose(0, 3, 2, 1), (b, 1, 1, 1))
+            conv = lava["Conv"](weight=lw.astype(np.int32), input_shape=(wd, h, b * c),
+                                padding=tuple(g["padding"][::-1]), stride=tuple(g["stride"][::-1]),
+                                dilation=tuple(g["dilation"][::-1]), groups=b * int(g["groups"]),
+                                num_weight_bits=int(m["num_weight_bits"]))
+            if tuple(conv.output_shape) != (wo, ho, b * co):
+                raise ValueError(f"layer {i}: Lava Conv output {conv.output_shape} != {(wo, ho, b * co)}")
+            prev.reshape((b * c, h, wd)).transpose([2, 1, 0]).connect(conv.s_in)
+            conv.a_out.transpose([2, 1, 0]).reshape((b * n,)).connect(lif.a_in)
+            used.append({"layer": i, "processes": ["Conv", "LIF"]})
+        else:
+            w = arrays[f"l{i}.weights"].astype(np.int64)
+            dense = lava["Dense"](weights=np.kron(eye, w), weight_exp=int(m["weight_exp"]),
+                                  num_weight_bits=int(m["num_weight_bits"]))
+            prev.connect(dense.s_in)
+            dense.a_out.connect(lif.a_in)
+            used.append({"layer": i, "processes": ["Dense", "LIF"], **({"conv_on_dense": why} if why else {})})
         sink = lava["Sink"](shape=(b * n,), buffer=steps)
-        prev.connect(dense.s_in)
-        dense.a_out.connect(lif.a_in)
         lif.s_out.connect(sink.a_in)
         sinks.append((sink, n))
         prev = lif.s_out
@@ -129,6 +181,7 @@ def main(argv: list) -> int:
             for k, parts in enumerate(rasters):
                 np.save(work / f"{job['id']}_l{k}.npy", np.concatenate(parts, axis=0))
             status["jobs"].append({"id": job["id"], "ok": True, "runs": runs, "block": b,
+                                   "layer_processes": runs[0]["layer_processes"] if runs else [],
                                    "wall_s": time.perf_counter() - t0})
         except Exception:  # reported to the caller, which raises
             status["ok"] = False
