@@ -238,11 +238,15 @@ def format_entries(found: list[ZooEntry]) -> str:
     """The ``fabric zoo ls`` table: name, version, kinds, accuracy per kind, date (UTC)."""
     from datetime import UTC, datetime
 
-    head = f"{'name':<24}{'version':>8}  {'kinds':<28}{'accuracy per kind':<40}published (UTC)"
-    lines = [head, "-" * len(head)]
+    rows = []
     for e in found:
         acc = ", ".join(f"{k} {'-' if v['accuracy'] is None else format(v['accuracy'], '.3f')}"
                         for k, v in sorted(e.kpis.items()))
         when = datetime.fromtimestamp(e.published, UTC).strftime("%Y-%m-%d %H:%M")
-        lines.append(f"{e.name:<24}{e.version:>8}  {','.join(e.kinds):<28}{acc:<40}{when}")
+        rows.append((e.name, str(e.version), ",".join(e.kinds), acc, when))
+    wk = max([len("kinds"), *(len(r[2]) for r in rows)]) + 2  # columns as wide as their content
+    wa = max([len("accuracy per kind"), *(len(r[3]) for r in rows)]) + 2
+    head = f"{'name':<24}{'version':>8}  {'kinds':<{wk}}{'accuracy per kind':<{wa}}published (UTC)"
+    lines = [head, "-" * len(head)]
+    lines += [f"{n:<24}{v:>8}  {k:<{wk}}{a:<{wa}}{w}" for n, v, k, a, w in rows]
     return "\n".join(lines)
