@@ -81,13 +81,18 @@ def _store(url: str | None) -> Store:
         raise _Refused(f"store {url!r}: {exc}", 2) from None
 
 
-def _create(a: argparse.Namespace) -> int:
+def _open_as_admin(a: argparse.Namespace) -> tuple[str, Any, Store, dict[str, Any] | None]:
+    """The tenant name, the admin signer, the store and the tenant's verified entry (None if none)."""
     name = _name(a.name)
     signer, _tl = _as_admin()
     store = _store(a.store)
     ring = Keyring(store)
     ring.register(signer)  # readers verify the entry with the admin's public key from the store's keyring
-    doc = read_tenant_doc(store, ring, name)
+    return name, signer, store, read_tenant_doc(store, ring, name)
+
+
+def _create(a: argparse.Namespace) -> int:
+    name, signer, store, doc = _open_as_admin(a)
     out = Path(a.out).expanduser() if a.out else None
     cred = find_credential(name, out) if out is not None and out.exists() else find_credential(name)
     if doc is not None and doc["status"] == "revoked":
@@ -133,12 +138,7 @@ def _ls(a: argparse.Namespace) -> int:
 
 
 def _revoke(a: argparse.Namespace) -> int:
-    name = _name(a.name)
-    signer, _tl = _as_admin()
-    store = _store(a.store)
-    ring = Keyring(store)
-    ring.register(signer)  # readers verify the entry with the admin's public key from the store's keyring
-    doc = read_tenant_doc(store, ring, name)
+    name, signer, store, doc = _open_as_admin(a)
     if doc is None:
         raise _Refused(f"tenant {name!r} has no entry in {store.url} (see `fabric tenants ls`)", 2)
     if doc["status"] == "revoked":
